@@ -1,0 +1,44 @@
+"""Read API over conversations and messages."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAdminUser
+
+from bots import selectors
+from bots.serializers import ConversationSerializer, MessageSerializer
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[OpenApiParameter("status", str, description="bot | queued | human | resolved")])
+)
+class ConversationViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = ConversationSerializer
+    permission_classes = [IsAdminUser]
+
+    def get_queryset(self):
+        qs = selectors.conversations_list()
+        status = self.request.query_params.get("status")
+        return qs.filter(status=status) if status else qs
+
+    @extend_schema(responses=MessageSerializer(many=True))
+    @action(detail=True)
+    def messages(self, request, pk=None):
+        conversation = self.get_object()
+        page = self.paginate_queryset(selectors.messages_list().filter(conversation=conversation))
+        return self.get_paginated_response(MessageSerializer(page, many=True).data)
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[OpenApiParameter("conversation", int, description="conversation id")])
+)
+class MessageViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = MessageSerializer
+    permission_classes = [IsAdminUser]
+
+    def get_queryset(self):
+        qs = selectors.messages_list()
+        conversation = self.request.query_params.get("conversation")
+        if conversation is not None:
+            qs = qs.filter(conversation_id=int(conversation)) if conversation.isdigit() else qs.none()
+        return qs

@@ -1,0 +1,40 @@
+"""Celery tasks: take ids, call one service, own their retries."""
+
+import logging
+
+from celery import shared_task
+from django.db import DatabaseError
+
+from bots import services
+from core import logging as klog
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=10)
+def process_message(self, message_id: int) -> int | None:
+    with klog.bound(message_id=message_id, task_id=self.request.id):
+        try:
+            reply = services.conversation_handle(message_id=message_id)
+        except DatabaseError as exc:
+            raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc
+        return reply.id if reply else None
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=10)
+def send_outbox(self, outbox_id: int) -> str:
+    with klog.bound(outbox_id=outbox_id, task_id=self.request.id):
+        try:
+            return services.outbox_send(outbox_id=outbox_id)
+        except DatabaseError as exc:
+            raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc
+
+
+@shared_task
+def sweep_unprocessed() -> int:
+    return len(services.sweep_unprocessed())
+
+
+@shared_task
+def sweep_outbox() -> int:
+    return len(services.sweep_outbox())

@@ -1,0 +1,83 @@
+"""The only module that talks to the channel layer.
+
+Every event gets a per-group sequence number and is kept in a short backlog in Redis, so a client that
+reconnects asks for what it missed since its last number (``events_since``). Events are published after
+the surrounding transaction commits, so no client ever sees a row that was rolled back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+
+from core import redis as kredis
+
+logger = logging.getLogger(__name__)
+
+EVENTS = (
+    "message.created",
+    "conversation.updated",
+    "ticket.queued",
+    "ticket.assigned",
+    "ticket.updated",
+    "agent.presence",
+    "queue.position",
+)
+
+_local_seq = itertools.count(1)  # embedded mode only (no Redis)
+_local_log: dict[str, list[dict]] = {}
+
+
+def _record(group: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    if settings.KEFU_EMBEDDED:
+        envelope = {"event": event, "seq": next(_local_seq), "group": group, "payload": payload}
+        _local_log.setdefault(group, []).append(envelope)
+        del _local_log[group][: -settings.KEFU_REALTIME_BACKLOG]
+        return envelope
+    r = kredis.client()
+    seq = r.incr(kredis.key("rt", "seq", group))
+    envelope = {"event": event, "seq": seq, "group": group, "payload": payload}
+    log_key = kredis.key("rt", "log", group)
+    pipe = r.pipeline()
+    pipe.zadd(log_key, {json.dumps(envelope, ensure_ascii=False): seq})
+    pipe.zremrangebyrank(log_key, 0, -settings.KEFU_REALTIME_BACKLOG - 1)
+    pipe.expire(log_key, 86400)
+    pipe.execute()
+    return envelope
+
+
+def _send(group: str, event: str, payload: dict[str, Any]) -> None:
+    if event not in EVENTS:
+        raise ValueError(f"unknown realtime event {event!r}")
+    try:
+        envelope = _record(group, event, payload)
+        async_to_sync(get_channel_layer().group_send)(group, {"type": "realtime.event", "envelope": envelope})
+    except Exception:  # a dead socket layer must never break the message path; clients replay on reconnect
+        logger.exception("realtime publish failed", extra={"group": group, "event": event})
+
+
+def publish(group: str, event: str, payload: dict[str, Any]) -> None:
+    """Send ``event`` to everyone in ``group`` once the current transaction (if any) commits."""
+    transaction.on_commit(lambda: _send(group, event, payload))
+
+
+def events_since(group: str, seq: int) -> list[dict[str, Any]]:
+    if settings.KEFU_EMBEDDED:
+        return [e for e in _local_log.get(group, []) if e["seq"] > seq]
+    raw = kredis.client().zrangebyscore(kredis.key("rt", "log", group), f"({seq}", "+inf")
+    return [json.loads(item) for item in raw]
+
+
+def customer_group(customer_id: int) -> str:
+    return f"customer.{customer_id}"
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation.{conversation_id}"

@@ -1,0 +1,10 @@
+from rest_framework import serializers
+
+from knowledge.models import KeywordRule
+
+
+class KeywordRuleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = KeywordRule
+        fields = ["id", "name", "keyword", "match_type", "reply", "priority", "enabled", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
