@@ -34,7 +34,7 @@ run: deps
 	@bash scripts/run.sh
 
 test: dev-deps browser
-	@bash scripts/services.sh
+	@KEFU_NEED_RABBITMQ=1 bash scripts/services.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest

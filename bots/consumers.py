@@ -1,9 +1,14 @@
 """WebSocket consumers: thin; authenticate, join a group, replay what the client missed, forward events."""
 
+import logging
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from core import logging as klog
 from core import realtime
+
+logger = logging.getLogger(__name__)
 
 
 class SimulatorConsumer(AsyncJsonWebsocketConsumer):
@@ -31,7 +36,11 @@ class SimulatorConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def realtime_event(self, event):
-        await self.send_json(event["envelope"])
+        envelope = event["envelope"]
+        payload = envelope.get("payload", {})
+        with klog.bound(message_id=payload.get("id"), conversation_id=payload.get("conversation_id")):
+            logger.debug("socket event", extra={"event": envelope.get("event"), "seq": envelope.get("seq")})
+        await self.send_json(envelope)
 
     @database_sync_to_async
     def _is_web_customer(self, customer_id: int) -> bool:

@@ -22,6 +22,7 @@ BANNER
 fi
 $PY manage.py migrate --noinput
 $PY manage.py seed_demo
+$PY manage.py collectstatic --noinput -v 0
 PORT=${PORT:-8000}
 PASSWORD=$($PY -c "import django,os;os.environ.setdefault('DJANGO_SETTINGS_MODULE','config.settings.local');django.setup();from django.conf import settings;print(settings.KEFU_DEMO_PASSWORD)")
 cat <<EOF2

@@ -26,6 +26,15 @@ if ! redis_up; then
     for _ in $(seq 1 30); do redis_up && break; sleep 0.3; done
   fi
 fi
+if [ "${KEFU_NEED_RABBITMQ:-0}" = 1 ] && ! (echo > /dev/tcp/127.0.0.1/5672) 2>/dev/null; then
+  if command -v rabbitmq-server >/dev/null 2>&1; then
+    echo "[services] starting RabbitMQ (the amqp:// broker test uses it)"
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    for _ in $(seq 1 60); do (echo > /dev/tcp/127.0.0.1/5672) 2>/dev/null && break; sleep 0.5; done
+  else
+    echo "[services] RabbitMQ is not installed: the amqp:// broker test will fail"
+  fi
+fi
 ok=0
 if pg_up; then
   echo "[services] PostgreSQL is up on $PGHOST_:$PGPORT_"

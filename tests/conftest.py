@@ -17,7 +17,7 @@ def redis_clean():
     """An empty Redis test database (queues, realtime backlog, version keys) and fresh in-process caches."""
     from knowledge import rules
 
-    assert settings.REDIS_URL.endswith("/14"), "tests must run on their own Redis database"
+    assert not settings.REDIS_URL.rstrip("/").endswith(("6379", "/0")), "tests must use their own Redis database"
     kredis.client().flushdb()
     rules.cache.reset()
     yield kredis.client()

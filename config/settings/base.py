@@ -139,7 +139,9 @@ CELERY_TASK_ROUTES = {
     "bots.tasks.send_outbox": {"queue": "outbound"},
     "knowledge.tasks.*": {"queue": "ml"},
 }
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300, "global_keyprefix": "kefu:celery:"}
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"visibility_timeout": 300, "global_keyprefix": "kefu:celery:"} if CELERY_BROKER_URL.startswith("redis") else {}
+)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def asgi_server(django_db_setup, django_db_blocker):
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "DATABASE_URL": f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
     }
-    log = open(ROOT / ".run" / "e2e-daphne.log", "w") if (ROOT / ".run").is_dir() else subprocess.DEVNULL
+    log = open(os.path.join(tempfile.gettempdir(), f"kefu-e2e-daphne-{port}.log"), "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
         cwd=ROOT,
@@ -61,8 +62,10 @@ def asgi_server(django_db_setup, django_db_blocker):
         proc.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Module-scoped: Playwright's sync API keeps an event loop in this thread while it runs, which would
+    break async_to_sync in the tests of other modules."""
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
     from playwright.sync_api import sync_playwright
 
