@@ -389,6 +389,8 @@ class OfficialAccountAdapter(ChannelAdapter):
             if exc.errcode == ERRCODE_OUTSIDE_WINDOW:
                 raise SendError(exc.message, retryable=False, code="outside_window") from exc
             raise api_error_to_send_error(exc) from exc
+        except ChannelError as exc:  # missing app_id/app_secret: retrying cannot help until the config is fixed
+            raise SendError(exc.message, retryable=False, code=exc.code) from exc
         return SendResult(external_id=str(body.get("msgid") or ""), raw=body)
 
 

@@ -328,6 +328,8 @@ class WecomKfAdapter(ChannelAdapter):
             body = self.api.call("/cgi-bin/kf/send_msg", payload)
         except ApiError as exc:
             raise api_error_to_send_error(exc) from exc
+        except ChannelError as exc:  # missing corp_id/secret
+            raise SendError(exc.message, retryable=False, code=exc.code) from exc
         return SendResult(external_id=str(body.get("msgid") or payload["msgid"]), raw=body)
 
     def send_welcome(self, *, code: str, text: str, idempotency_key: str) -> SendResult:
