@@ -154,6 +154,9 @@ class Outbox(TimeStampedModel):
     next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True, db_index=True)
     last_error = models.TextField(_("last error"), blank=True, default="")
     idempotency_key = models.CharField(_("idempotency key"), max_length=64, unique=True)
+    reason = models.CharField(
+        _("reason"), max_length=64, blank=True, default="", help_text=_("Why the entry is held or blocked.")
+    )
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
 
     class Meta:
@@ -163,6 +166,23 @@ class Outbox(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"outbox#{self.pk} {self.status}"
+
+
+class ChannelCursor(TimeStampedModel):
+    """Where a pull-based channel (WeCom sync_msg) stopped reading; one row per channel and account."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="cursors", verbose_name=_("channel"))
+    key = models.CharField(_("key"), max_length=128, help_text=_("e.g. the open_kfid of a WeCom account"))
+    cursor = models.CharField(_("cursor"), max_length=256, blank=True, default="")
+    pages = models.PositiveIntegerField(_("pages read"), default=0)
+
+    class Meta:
+        verbose_name = _("channel cursor")
+        verbose_name_plural = _("channel cursors")
+        constraints = [models.UniqueConstraint(fields=["channel", "key"], name="uniq_cursor_per_channel_key")]
+
+    def __str__(self) -> str:
+        return f"{self.channel.slug}:{self.key}"
 
 
 def channel_config(channel: Channel) -> dict:
