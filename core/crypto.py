@@ -1,7 +1,11 @@
 """Field encryption: AES-256-GCM with a key id in every value, keys from settings (the environment).
 
 Stored format: ``kefu1$<kid>$<base64url(nonce || ciphertext+tag)>``. The first key in ``KEFU_FIELD_KEYS``
-encrypts; every listed key decrypts, so keys can rotate (re-encryption comes with the compliance work).
+encrypts; every listed key decrypts, so keys can rotate: put a new key first, keep the old ones, run
+``manage.py rotate_keys`` (re-encrypts in batches, resumable), then drop the old keys.
+
+Exact lookups on encrypted values (a phone number) use a keyed blind index: HMAC-SHA256 under
+``KEFU_BLIND_INDEX_KEY``, a secret of its own, so rotating the field keys never changes an index.
 """
 
 from __future__ import annotations
@@ -61,3 +65,34 @@ def is_encrypted(value: str) -> bool:
 
 def generate_key_spec(kid: str = "k1") -> str:
     return f"{kid}:{base64.b64encode(os.urandom(32)).decode()}"
+
+
+def encrypted_with(token: str) -> str:
+    """The key id a stored value was encrypted with ('' for plaintext)."""
+    parts = token.split("$", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == PREFIX else ""
+
+
+def reencrypt(token: str) -> str:
+    """The same plaintext under the primary key (a fresh nonce)."""
+    ring = keyring()
+    return ring.encrypt(ring.decrypt(token) if is_encrypted(token) else token)
+
+
+@functools.cache
+def _blind_key(spec: str) -> bytes:
+    key = base64.b64decode(spec)
+    if len(key) < 32:
+        raise ImproperlyConfigured("KEFU_BLIND_INDEX_KEY must be at least 32 bytes (base64)")
+    return key
+
+
+def blind_index(value: str, *, purpose: str) -> str:
+    """A keyed, deterministic digest for exact lookups; ``purpose`` separates fields (phone, name...)."""
+    import hashlib
+    import hmac
+
+    if not settings.KEFU_BLIND_INDEX_KEY:
+        raise ImproperlyConfigured("KEFU_BLIND_INDEX_KEY is not set")
+    message = f"{purpose}\x00{value}".encode()
+    return hmac.new(_blind_key(settings.KEFU_BLIND_INDEX_KEY), message, hashlib.sha256).hexdigest()

@@ -299,6 +299,7 @@ def test_pinyin_initials_are_off_by_default():
 
 def test_pinyin_initials_when_enabled():
     import pypinyin  # noqa: F401  (a pinned requirement; fail loudly when missing)
+
     m = Matcher.build(
         [Word("微信", "contact", Action.MASK), Word("加v信", "contact", Action.FLAG)], pinyin_initials=True
     )
