@@ -176,6 +176,8 @@ SPECTACULAR_SETTINGS = {
 # --- Kefu ----------------------------------------------------------------------------------------------
 # Field encryption keys: "kid:base64-32-bytes[,kid2:...]"; the first encrypts, all decrypt.
 KEFU_FIELD_KEYS = env("KEFU_FIELD_KEYS", default="")
+# Secret for blind indexes (exact lookups on encrypted values): base64 of >= 32 random bytes.
+KEFU_BLIND_INDEX_KEY = env("KEFU_BLIND_INDEX_KEY", default="")
 KEFU_DEMO_PASSWORD = env("KEFU_DEMO_PASSWORD", default="kefu-demo-2026")
 KEFU_DEMO_DEFAULT_PASSWORD = "kefu-demo-2026"
 KEFU_ENV = "local"
