@@ -47,6 +47,7 @@ def test_production_settings_pass_check_deploy():
         "DJANGO_SECRET_KEY": "p" * 20 + "-Q7v!x9#Lm2@Zr8$Kt4%Wb6^Yc1&Hn3*",
         "DJANGO_ALLOWED_HOSTS": "kefu.example.com",
         "KEFU_FIELD_KEYS": "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        "KEFU_BLIND_INDEX_KEY": "YmxpbmQtaW5kZXgta2V5LWZvci10ZXN0cy0wMTIzNDU2Nzg5",
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
