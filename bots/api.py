@@ -3,10 +3,10 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import IsAdminUser
 
 from bots import selectors
 from bots.serializers import ConversationSerializer, MessageSerializer
+from core.permissions import ModelPermissionsWithView
 
 
 @extend_schema_view(
@@ -14,7 +14,7 @@ from bots.serializers import ConversationSerializer, MessageSerializer
 )
 class ConversationViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ConversationSerializer
-    permission_classes = [IsAdminUser]
+    permission_classes = [ModelPermissionsWithView]
 
     def get_queryset(self):
         qs = selectors.conversations_list()
@@ -34,7 +34,7 @@ class ConversationViewSet(viewsets.ReadOnlyModelViewSet):
 )
 class MessageViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = MessageSerializer
-    permission_classes = [IsAdminUser]
+    permission_classes = [ModelPermissionsWithView]
 
     def get_queryset(self):
         qs = selectors.messages_list()

@@ -191,3 +191,17 @@ def channel_config(channel: Channel) -> dict:
 
     secrets = json.loads(channel.secrets) if channel.secrets else {}
     return {**channel.settings, **secrets}
+
+
+def adapter_config(channel: Channel) -> dict:
+    """``channel_config`` plus the deployment defaults an adapter needs: the WeChat / WeCom API base URL comes
+    from ``settings.WECHAT_API_BASE`` / ``settings.WECOM_API_BASE`` unless the channel sets ``api_base``."""
+    from django.conf import settings
+
+    config = channel_config(channel)
+    defaults = {Channel.Kind.OA: "WECHAT_API_BASE", Channel.Kind.KF: "WECOM_API_BASE"}
+    if channel.kind in defaults and not config.get("api_base"):
+        base = getattr(settings, defaults[channel.kind], "")
+        if base:
+            config["api_base"] = base
+    return config

@@ -38,3 +38,23 @@ def sweep_unprocessed() -> int:
 @shared_task
 def sweep_outbox() -> int:
     return len(services.sweep_outbox())
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=5)
+def kf_sync(self, channel_id: int, token: str, open_kfid: str) -> int:
+    """Pull a WeCom 微信客服 account after its callback (``bots.services.wecom.kf_sync``)."""
+    from redis.exceptions import RedisError
+
+    from bots.channels.base import ApiError
+    from bots.services import wecom
+
+    with klog.bound(task_id=self.request.id, channel_id=channel_id):
+        try:
+            return wecom.kf_sync(channel_id=channel_id, token=token, open_kfid=open_kfid).stored
+        except (DatabaseError, RedisError) as exc:
+            raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc
+        except ApiError as exc:
+            if not exc.retryable:
+                logger.error("kf sync failed", extra={"code": exc.code, "error": exc.message})
+                return 0
+            raise self.retry(exc=exc, countdown=min(2 ** (self.request.retries + 1), 60)) from exc

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from bots.channels.base import InboundMessage
-from bots.models import Channel, Conversation, Customer, Message
+from bots.models import Channel, Conversation, Customer, Message, Outbox
 from bots.services.common import publish_message
 from bots.services.outbound import reply_queue
 from core import logging as klog
+from core import realtime
+from core import redis as kredis
 from core.errors import ApplicationError
 from knowledge import services as knowledge
 from knowledge.decision import DecisionContext
@@ -39,14 +43,20 @@ def _conversation_for(customer: Customer, now: dt.datetime) -> Conversation:
 
 
 @transaction.atomic
-def message_receive(*, channel: Channel, inbound: InboundMessage) -> tuple[Message, bool]:
+def message_receive(*, channel: Channel, inbound: InboundMessage, passive_wait: float = 0.0) -> tuple[Message, bool]:
     """Store one inbound message exactly once and queue its processing after commit.
 
     Returns ``(message, created)``; a message already seen (same channel and external id) is returned as is
     with ``created=False`` and queues nothing.
+
+    A message a human servicer typed in the WeCom client (``meta["from_servicer"]``) is stored as an outgoing
+    agent message, already sent, and never processed by the bot. ``passive_wait`` (seconds > 0) tells the
+    pipeline, before it can run, that an Official Account webhook waits that long for a passive reply.
     """
     if not inbound.external_id:
         raise ApplicationError("inbound message without an external id", code="missing_external_id")
+    if not inbound.sender_id:
+        raise ApplicationError("inbound message without a sender", code="missing_sender")
     existing = Message.objects.filter(channel=channel, external_id=inbound.external_id).first()
     if existing is not None:
         return existing, False
@@ -59,18 +69,19 @@ def message_receive(*, channel: Channel, inbound: InboundMessage) -> tuple[Messa
         customer.save(update_fields=["nickname", "updated_at"])
     now = timezone.now()
     conversation = _conversation_for(customer, now)
+    from_servicer = bool(inbound.meta.get("from_servicer"))
     try:
         with transaction.atomic():
             message = Message.objects.create(
                 conversation=conversation,
                 channel=channel,
-                direction=Message.Direction.IN,
-                sender=Message.Sender.CUSTOMER,
+                direction=Message.Direction.OUT if from_servicer else Message.Direction.IN,
+                sender=Message.Sender.AGENT if from_servicer else Message.Sender.CUSTOMER,
                 type=inbound.type if inbound.type in Message.Type.values else Message.Type.UNSUPPORTED,
                 content=inbound.text,
                 meta=inbound.meta,
                 external_id=inbound.external_id,
-                status=Message.Status.RECEIVED,
+                status=Message.Status.SENT if from_servicer else Message.Status.RECEIVED,
             )
     except IntegrityError:  # a concurrent delivery of the same message won the race
         return Message.objects.get(channel=channel, external_id=inbound.external_id), False
@@ -78,7 +89,10 @@ def message_receive(*, channel: Channel, inbound: InboundMessage) -> tuple[Messa
     conversation.save(update_fields=["last_message_at", "status", "resolved_at", "updated_at"])
     publish_message(message, customer.id)
     logger.info("message received", extra={"message_id": message.id, "conversation_id": conversation.id})
-    transaction.on_commit(lambda: _queue_processing(message.id))
+    if not from_servicer:
+        if passive_wait > 0:
+            _passive_window_open(message.id, passive_wait)  # before the pipeline can possibly run
+        transaction.on_commit(lambda: _queue_processing(message.id))
     return message, True
 
 
@@ -107,12 +121,22 @@ def conversation_handle(*, message_id: int) -> Message | None:
         return None
     conversation = Conversation.objects.select_for_update().get(pk=message.conversation_id)
     customer = message.conversation.customer
+    passive = message.channel.kind == Channel.Kind.OA
     with klog.bound(message_id=message.id, conversation_id=conversation.id):
         message.status = Message.Status.PROCESSED
         message.processed_at = timezone.now()
         reply = None
+        from routing import services as routing  # bots hands off to routing; lazy: routing sends through bots
+
         if conversation.status in (Conversation.Status.QUEUED, Conversation.Status.HUMAN):
             message.trace = {"kind": "human", "stage": "with_agent"}
+            routing.ticket_customer_message(conversation_id=conversation.id, message_id=message.id)
+        elif message.channel.kind == Channel.Kind.KF and message.type == Message.Type.EVENT:
+            # WeCom events (enter_session, msg_send_fail…) are not customer messages: send_msg may not answer
+            # them, and a welcome needs send_msg_on_event within 20 s, which WeCom's own 欢迎语 covers
+            message.trace = {"kind": "ignore", "stage": "wecom_event", "event": str(message.meta.get("event") or "")}
+        elif message.type == Message.Type.TEXT and routing.csat_capture(conversation.id, message.content):
+            message.trace = {"kind": "csat", "stage": "csat"}
         else:
             decision = knowledge.decide(
                 text=message.content,
@@ -124,13 +148,160 @@ def conversation_handle(*, message_id: int) -> Message | None:
                 ),
             )
             message.trace = decision.trace
-            if decision.reply:
+            reason = routing.handoff_check(
+                conversation_id=conversation.id,
+                text=message.content,
+                decision_kind=decision.kind,
+                decision_trace=decision.trace,
+                message_id=message.id,
+            )
+            if reason:
+                message.trace = {**decision.trace, "handoff": reason}
+                routing.handoff_start(
+                    conversation.id,
+                    reason,
+                    intent=routing.intent_from_trace(decision.trace) or None,
+                    text=message.content,
+                    message_id=message.id,
+                )
+            elif decision.reply:
                 reply = reply_queue(
-                    conversation=conversation, text=decision.reply, trace=decision.trace, reply_to=message
+                    conversation=conversation,
+                    text=decision.reply,
+                    trace=decision.trace,
+                    reply_to=message,
+                    send_delay=_passive_hold_seconds(message.id) if passive else 0.0,
                 )
             logger.info("message decided", extra={"kind": decision.kind, "elapsed_ms": decision.trace["elapsed_ms"]})
         message.save(update_fields=["status", "processed_at", "trace"])
+        if passive:
+            reply_id = reply.id if reply else 0
+            transaction.on_commit(lambda: _passive_offer(message.id, reply_id))
         return reply
+
+
+# --- Official Account passive replies -------------------------------------------------------------------
+#
+# WeChat waits 5 s for the HTTP answer to a push, and a reply inside that answer (被动回复) costs none of the
+# customer-service quota. The webhook stores the message (opening a "window" key with the budget as its TTL),
+# then blocks on a Redis list for the pipeline's decision. The pipeline, seeing the window open, queues the
+# send task with a countdown past the window, and after commit pushes the reply id (or 0: no reply) to the
+# list. Whoever claims the outbox row first wins: the webhook with a conditional UPDATE pending → sent
+# (reason "passive"), the sender under its row lock (it skips rows already sent). See README, "Channels and
+# webhooks".
+
+PASSIVE_MAX_BUDGET = 4.5  # seconds; WeChat gives up after 5
+PASSIVE_SEND_MARGIN = 1.0  # seconds the send task waits beyond the webhook's window
+PASSIVE_OFFER_TTL = 30  # seconds a decision stays in the list (for WeChat's retries)
+PASSIVE_REASON = "passive"
+
+
+def passive_budget(channel: Channel) -> float:
+    """Seconds an OA webhook may wait for the bot: channel setting ``passive_budget`` or
+    ``settings.KEFU_OA_PASSIVE_BUDGET_SECONDS``, capped below WeChat's 5 s; 0 disables passive replies."""
+    value = channel.settings.get("passive_budget")
+    if value is None or value == "":
+        value = getattr(settings, "KEFU_OA_PASSIVE_BUDGET_SECONDS", 3.0)
+    try:
+        budget = float(value)
+    except (TypeError, ValueError):
+        budget = 0.0
+    return max(0.0, min(budget, PASSIVE_MAX_BUDGET))
+
+
+def _passive_window_key(message_id: int) -> str:
+    return kredis.key("passive", "wait", message_id)
+
+
+def _passive_offer_key(message_id: int) -> str:
+    return kredis.key("passive", message_id)
+
+
+def _passive_window_open(message_id: int, seconds: float) -> None:
+    try:
+        kredis.client().set(_passive_window_key(message_id), "1", px=max(int(seconds * 1000), 1))
+    except RedisError:
+        logger.warning("passive window not recorded", exc_info=True, extra={"message_id": message_id})
+
+
+def _passive_hold_seconds(message_id: int) -> float:
+    """How long the send of a reply must wait so an OA webhook still inside its window can claim it first."""
+    try:
+        remaining_ms = kredis.client().pttl(_passive_window_key(message_id))
+    except RedisError:
+        return 0.0
+    return remaining_ms / 1000 + PASSIVE_SEND_MARGIN if remaining_ms and remaining_ms > 0 else 0.0
+
+
+def _passive_offer(message_id: int, reply_id: int) -> None:
+    try:
+        pipe = kredis.client().pipeline()
+        pipe.lpush(_passive_offer_key(message_id), str(reply_id))
+        pipe.expire(_passive_offer_key(message_id), PASSIVE_OFFER_TTL)
+        pipe.execute()
+    except RedisError:  # the webhook then answers "success" and the outbox sends as usual
+        logger.warning("passive offer not pushed", exc_info=True, extra={"message_id": message_id})
+
+
+@transaction.atomic
+def passive_reply_claim(*, message_id: int) -> Message | None:
+    """Take the bot's reply to inbound ``message_id`` for a passive answer, or None.
+
+    The outbox row is claimed with a conditional UPDATE (pending → sent, reason "passive"); when the sender
+    got there first, nothing is claimed. A reply claimed passively before is returned again: WeChat only
+    retries a push when our earlier answer did not reach it.
+    """
+    reply = (
+        Message.objects.filter(reply_to_id=message_id, direction=Message.Direction.OUT, sender=Message.Sender.BOT)
+        .order_by("id")
+        .first()
+    )
+    if reply is None:
+        return None
+    now = timezone.now()
+    claimed = Outbox.objects.filter(message_id=reply.id, status=Outbox.Status.PENDING).update(
+        status=Outbox.Status.SENT, reason=PASSIVE_REASON, sent_at=now, last_error="", updated_at=now
+    )
+    if not claimed:
+        passive = Outbox.objects.filter(message_id=reply.id, status=Outbox.Status.SENT, reason=PASSIVE_REASON)
+        return reply if passive.exists() else None
+    Message.objects.filter(pk=reply.pk).update(status=Message.Status.SENT)
+    reply.status = Message.Status.SENT
+    realtime.publish(
+        realtime.conversation_group(reply.conversation_id),
+        "conversation.updated",
+        {"conversation_id": reply.conversation_id, "message_id": reply.id, "delivery": "sent", "via": "passive"},
+    )
+    logger.info("reply claimed for a passive answer", extra={"message_id": reply.id})
+    return reply
+
+
+def passive_reply_wait(*, message: Message, created: bool, deadline: float) -> Message | None:
+    """Wait until ``deadline`` (``time.monotonic()``) for the bot's reply to an OA message and claim it.
+
+    ``created`` False means WeChat retried a push we already stored: it is not processed again, but its reply,
+    when ready, is still returned passively (and when the pipeline is still deciding, we wait for it again).
+    """
+    if not created:
+        status = Message.objects.filter(pk=message.pk).values_list("status", flat=True).first()
+        if status != Message.Status.RECEIVED:
+            return passive_reply_claim(message_id=message.id)
+        _passive_window_open(message.id, deadline - time.monotonic())
+    if not connection.in_atomic_block:
+        connection.close()  # do not hold a database connection (or a pool slot) for seconds while waiting
+    client = kredis.client()
+    while (remaining := deadline - time.monotonic()) > 0.01:
+        try:
+            item = client.blpop([_passive_offer_key(message.id)], timeout=min(remaining, 1.0))
+        except RedisError:
+            logger.warning("passive wait failed", exc_info=True, extra={"message_id": message.id})
+            return None
+        if item is None:
+            continue
+        if item[1] in ("", "0"):
+            return None  # decided, nothing to say (event, with an agent…)
+        return passive_reply_claim(message_id=message.id)
+    return None
 
 
 def sweep_unprocessed(*, older_than_seconds: int | None = None, limit: int = 500) -> list[int]:

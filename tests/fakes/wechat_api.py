@@ -67,6 +67,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     json: Any
+    received_at: float = 0.0  # time.monotonic() when the request arrived
 
     def header(self, name: str) -> str:
         for key, value in self.headers.items():
@@ -334,6 +335,7 @@ def _make_handler(fake: FakeWeChat) -> type[BaseHTTPRequestHandler]:
                 headers=dict(self.headers.items()),
                 body=body,
                 json=payload,
+                received_at=time.monotonic(),
             )
             fake._record(request)
             fault = fake._take_fault(request.path)

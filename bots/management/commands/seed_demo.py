@@ -4,7 +4,8 @@ from django.db import transaction
 
 from bots.demo import seed_channels
 from core.demo import seed_users
-from knowledge.demo import seed_rules
+from knowledge.demo import seed_knowledge
+from routing.demo import seed_routing
 
 
 class Command(BaseCommand):
@@ -17,8 +18,9 @@ class Command(BaseCommand):
         with transaction.atomic():
             users = seed_users(password=password)
             channels = seed_channels()
-            rules = seed_rules()
+            knowledge = seed_knowledge()
+            routing = seed_routing()  # agent groups, agents, routing rules, demo customers with orders, RFM
         self.stdout.write(
             f"seed_demo: created {users['users']} users, {users['groups']} groups, {channels} channel rows, "
-            f"{rules} keyword rules (0 everywhere means it was already loaded)"
+            f"knowledge {knowledge}, routing {routing} rows (0 everywhere means it was already loaded)"
         )
