@@ -37,13 +37,16 @@ test: dev-deps browser
 	@KEFU_NEED_RABBITMQ=1 bash scripts/services.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) tests/security/pip_audit.py -r requirements.txt --cache-dir .run/pip-audit
 	$(PY) -m pytest
 
 lint: dev-deps
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 
 messages: deps
-	$(PY) manage.py makemessages -l zh_Hans --ignore=.venv --ignore=tests --ignore=staticfiles && $(PY) scripts/po_fill.py
+	$(PY) manage.py makemessages -l zh_Hans --ignore=.venv --ignore=tests --ignore=staticfiles
+	msgattrib --clear-fuzzy --empty -o locale/zh_Hans/LC_MESSAGES/django.po locale/zh_Hans/LC_MESSAGES/django.po
+	$(PY) scripts/po_fill.py
 
 clean:
 	rm -rf $(VENV) .run staticfiles .pytest_cache .ruff_cache

@@ -9,13 +9,15 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from config.ws_urls import websocket_urlpatterns  # noqa: E402
+from core.security import WebSocketOriginValidator  # noqa: E402
 
+# Sockets: the Origin must be this site (ALLOWED_HOSTS + the Host header, or CSRF_TRUSTED_ORIGINS), else 403 at
+# the handshake; then the session user is loaded and each consumer closes sockets it does not authorise.
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": WebSocketOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -1,44 +1,81 @@
-"""Demo users and their groups (least privilege grows with the compliance issue)."""
+"""Roles (Django groups) with least privilege, and the demo users.
+
+| group | staff (admin) | permissions |
+|---|---|---|
+| operator | yes | everything in the knowledge app (rules, FAQ, intents, models, products); view conversations, messages |
+| agent | no | none: the agent console (/console/, login at /accounts/login/) checks ticket visibility itself |
+| supervisor | yes | view everything in bots and routing, change tickets (reassign); view knowledge |
+| auditor | yes | view the audit log, nothing else |
+| admin | superuser | everything |
+
+``seed_users`` is idempotent and also repairs what older versions created: missing permissions are added to the
+groups, demo users get their missing groups and the staff flag of their role. Passwords are never touched."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 
-GROUPS = {
-    "operator": [("knowledge", None)],
-    "supervisor": [("bots", "view"), ("knowledge", "view")],
-    "agent": [("bots", "view")],
+from core.permissions import AGENT, AUDITOR, OPERATOR, SUPERVISOR
+
+# group -> grants: (app_label, action or None for every permission of the app, model names or None for all)
+GROUPS: dict[str, list[tuple[str, str | None, tuple[str, ...] | None]]] = {
+    OPERATOR: [("knowledge", None, None), ("bots", "view", ("conversation", "message"))],
+    SUPERVISOR: [
+        ("bots", "view", None),
+        ("routing", "view", None),
+        ("routing", "change", ("ticket",)),
+        ("knowledge", "view", None),
+    ],
+    AGENT: [],
+    AUDITOR: [("core", "view", ("auditlog",))],
 }
 USERS = [
     # username, groups, is_staff, is_superuser
     ("admin", [], True, True),
-    ("operator", ["operator"], True, False),
-    ("supervisor", ["supervisor"], True, False),
-    ("agent1", ["agent"], True, False),
-    ("agent2", ["agent"], True, False),
+    ("operator", [OPERATOR], True, False),
+    ("supervisor", [SUPERVISOR], True, False),
+    ("agent1", [AGENT], False, False),
+    ("agent2", [AGENT], False, False),
+    ("auditor", [AUDITOR], True, False),
 ]
 
 
-def _permissions(app_label: str, action: str | None) -> list[Permission]:
+def _permissions(app_label: str, action: str | None, models: tuple[str, ...] | None) -> list[Permission]:
     qs = Permission.objects.filter(content_type__app_label=app_label)
-    return list(qs.filter(codename__startswith=f"{action}_") if action else qs)
+    if action:
+        qs = qs.filter(codename__startswith=f"{action}_")
+    if models is not None:
+        qs = qs.filter(content_type__model__in=models)
+    return list(qs)
 
 
-def seed_users(*, password: str) -> dict[str, int]:
-    created = {"groups": 0, "users": 0}
+def seed_groups() -> int:
+    """Create the role groups and add the permissions they miss; returns the number of groups created."""
+    created = 0
     for name, grants in GROUPS.items():
         group, was_created = Group.objects.get_or_create(name=name)
-        created["groups"] += was_created
-        wanted = {p.pk for app, action in grants for p in _permissions(app, action)}
+        created += was_created
+        wanted = {p.pk for grant in grants for p in _permissions(*grant)}
         missing = wanted - set(group.permissions.values_list("pk", flat=True))
         if missing:
             group.permissions.add(*missing)
+    return created
+
+
+def seed_users(*, password: str) -> dict[str, int]:
+    created = {"groups": seed_groups(), "users": 0}
     User = get_user_model()
     for username, groups, is_staff, is_superuser in USERS:
-        if User.objects.filter(username=username).exists():
-            continue
-        user = User(username=username, is_staff=is_staff, is_superuser=is_superuser, email=f"{username}@example.com")
-        user.set_password(password)
-        user.save()
-        user.groups.set(Group.objects.filter(name__in=groups))
-        created["users"] += 1
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            user = User(
+                username=username, is_staff=is_staff, is_superuser=is_superuser, email=f"{username}@example.com"
+            )
+            user.set_password(password)
+            user.save()
+            created["users"] += 1
+        elif (user.is_staff, user.is_superuser) != (is_staff, is_superuser):
+            User.objects.filter(pk=user.pk).update(is_staff=is_staff, is_superuser=is_superuser)
+        missing = Group.objects.filter(name__in=groups).exclude(user=user)
+        if missing.exists():
+            user.groups.add(*missing)
     return created

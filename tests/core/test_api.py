@@ -13,7 +13,10 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def operator():
     user = User.objects.create_user("op", password="x-long-password-1", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="knowledge"))
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="knowledge")
+        | Permission.objects.filter(codename__in=["view_conversation", "view_message"])
+    )
     return user
 
 
@@ -54,6 +57,14 @@ def test_keyword_rule_crud_and_validation(operator, redis_clean, django_capture_
     assert patched.json()["priority"] == 300
     assert client.delete(f"/api/v1/keyword-rules/{rule_id}/").status_code == 204
     assert not KeywordRule.objects.exists()
+
+
+def test_staff_without_view_permission_cannot_read_conversations(web_channel):
+    auditor = User.objects.create_user("aud", password="x-long-password-1", is_staff=True)
+    client = APIClient()
+    client.force_authenticate(auditor)
+    assert client.get("/api/v1/conversations/").status_code == 403
+    assert client.get("/api/v1/messages/").status_code == 403
 
 
 def test_user_without_permission_cannot_write_rules(web_channel):

@@ -21,7 +21,7 @@ def test_seed_demo_is_idempotent(settings, redis_clean):
         list(KeywordRule.objects.order_by("id").values_list("id", "updated_at")),
         list(Channel.objects.order_by("id").values_list("id", "updated_at")),
     )
-    assert {u for u, _, _ in snapshot[0]} == {"admin", "operator", "supervisor", "agent1", "agent2"}
+    assert {u for u, _, _ in snapshot[0]} == {"admin", "operator", "supervisor", "agent1", "agent2", "auditor"}
     assert User.objects.get(username="agent1").check_password(settings.KEFU_DEMO_PASSWORD)
     call_command("seed_demo")
     assert snapshot == (

@@ -7,7 +7,7 @@ def test_healthz_ok_when_everything_runs(client, celery_worker):
     body = response.json()
     assert response.status_code == 200, body
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "redis", "celery", "channel_layer"}
+    assert set(body["checks"]) == {"database", "redis", "celery", "channel_layer", "embedding"}
     for check in body["checks"].values():
         assert check["status"] == "ok"
         assert isinstance(check["latency_ms"], float)
