@@ -113,7 +113,9 @@ def test_oa_has_no_quota_by_default_inside_the_window():
 
 def test_oa_event_opens_three_messages_within_a_minute():
     verdicts = [
-        window_verdict(OA, now=NOW, last_message_at=None, sent_since_message=0, last_event_at=NOW - 10, sent_since_event=n)
+        window_verdict(
+            OA, now=NOW, last_message_at=None, sent_since_message=0, last_event_at=NOW - 10, sent_since_event=n
+        )
         for n in range(4)
     ]
     assert [v.allowed for v in verdicts] == [True, True, True, False]

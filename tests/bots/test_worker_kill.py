@@ -10,6 +10,7 @@ them again; the idempotency key makes the bridge drop the repeated send.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -109,7 +110,7 @@ def bridge(fake):
         slug="killtest",
         name="kill test",
         settings={"send_url": fake.base_url + "/bridge/send", "rate_per_hour": 0, "min_gap_seconds": 0},
-        secrets='{"secret": "%s"}' % SECRET,
+        secrets=json.dumps({"secret": SECRET}),
     )
 
 
