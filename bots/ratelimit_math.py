@@ -28,7 +28,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 HOUR = 3600.0
 SERVICE_WINDOW_SECONDS = 48 * HOUR
@@ -138,8 +138,3 @@ def backoff_seconds(
     (half fixed, half random) so retries of many rows that failed together spread out."""
     exp = min(cap, base * 2 ** max(attempt - 1, 0))
     return exp / 2 + rand() * exp / 2
-
-
-def count_after(times: Sequence[float], moment: float) -> int:
-    """How many of ``times`` are strictly after ``moment``."""
-    return sum(1 for t in times if t > moment)

@@ -446,19 +446,26 @@ def _outbox_claim_fast(outbox_id: int) -> Outbox | None:
     if ratelimit.limits_for(outbox.channel.kind, outbox.channel.settings).active:
         return None
     now = timezone.now()
+    _claim_record(outbox.pk)  # before the UPDATE commits: a kill right after it must still name a dead owner
     claimed = Outbox.objects.filter(pk=outbox.pk, status=Outbox.Status.PENDING).update(
         status=Outbox.Status.SENDING, attempts=F("attempts") + 1, reason="", updated_at=now
     )
-    if claimed != 1:
+    if claimed != 1:  # another task won: take our name off the row (unless that task already wrote its own)
+        _claim_forget_if_mine(outbox.pk)
         return None
-    outbox.status, outbox.attempts, outbox.reason, outbox.updated_at = (
-        Outbox.Status.SENDING,
-        outbox.attempts + 1,
-        "",
-        now,
-    )
-    _claim_record(outbox.pk)
+    outbox.status, outbox.reason, outbox.updated_at = Outbox.Status.SENDING, "", now
+    outbox.attempts += 1
     return outbox
+
+
+_FORGET_IF_MINE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def _claim_forget_if_mine(outbox_id: int) -> None:
+    try:
+        kredis.client().eval(_FORGET_IF_MINE, 1, _claim_key(outbox_id), _claim_owner())
+    except RedisError:
+        pass
 
 
 def _claim_record(outbox_id: int) -> None:

@@ -26,6 +26,7 @@ skipped), the pool processes are its children (``pgrep -P <main pid>``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -143,6 +144,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--webhook-retries", type=int, default=3, help="retries of a webhook answered 5xx (as a bridge would)"
         )
+        parser.add_argument(
+            "--warmup",
+            type=int,
+            default=16,
+            help="customers sending 2 messages before the measured run (not counted): every worker process loads "
+            "its models on its first message; 0 = none",
+        )
         parser.add_argument("--seed", type=int, default=7)
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -178,7 +186,7 @@ class Command(BaseCommand):
                 return await asyncio.get_running_loop().run_in_executor(None, kill, name)
 
         progress = None if options["json"] else (lambda line: self.stderr.write(line))
-        report = asyncio.run(self._run(config, sock, killer, progress))
+        report = asyncio.run(self._run(config, sock, killer, progress, warmup=options["warmup"]))
         outbox = self._outbox_summary(channel, started_at)
         if options["json"]:
             self.stdout.write(json.dumps({**report.as_dict(), "outbox": outbox}, ensure_ascii=False, indent=2))
@@ -186,10 +194,17 @@ class Command(BaseCommand):
             self._print(report, outbox, options)
 
     @staticmethod
-    async def _run(config, sock, killer, progress) -> engine.Report:
+    async def _run(config, sock, killer, progress, *, warmup: int = 0) -> engine.Report:
         bridge = engine.FakeBridge(config.secret)
         await bridge.start(sock)
         try:
+            if warmup > 0:
+                warm = dataclasses.replace(
+                    config, sessions=warmup, messages=2, think_time=0.2, ramp_up=0.5, drain_timeout=30.0,
+                    run_id=f"warm{int(time.time())}",
+                )  # fmt: skip
+                await engine.run(warm, bridge)
+                bridge.repeated_sends = bridge.bad_signatures = 0
             return await engine.run(config, bridge, midpoint=killer, progress=progress)
         finally:
             await bridge.stop()
