@@ -261,3 +261,7 @@ class AuditedUserAdmin(AuditedModelAdmin, UserAdmin):
 @admin.register(Group)
 class AuditedGroupAdmin(AuditedModelAdmin, GroupAdmin):
     audit_inlines = False
+
+
+# --- sensitive words: lists, words, hits (a module of its own) ------------------------------------------------------
+from core import admin_sensitive  # noqa: E402,F401

@@ -79,3 +79,57 @@ def seed_users(*, password: str) -> dict[str, int]:
         if missing.exists():
             user.groups.add(*missing)
     return created
+
+
+# --- demo sensitive-word lists ---------------------------------------------------------------------------------------
+
+SENSITIVE_LISTS: dict[str, dict] = {
+    # name: list settings and words (word, category, action)
+    "引流与联系方式": {
+        "direction": "both",
+        "allow_phrases": "",
+        "words": [
+            ("加微信", "引流", "flag"),
+            ("加我微信", "引流", "flag"),
+            ("加v", "引流", "flag"),
+            ("vx", "引流", "mask"),
+            ("QQ号", "引流", "mask"),
+            ("私下交易", "引流", "flag"),
+        ],
+    },
+    "违禁与投诉升级": {
+        "direction": "both",
+        "allow_phrases": "",
+        "words": [
+            ("代开发票", "违禁", "block"),
+            ("赌博", "违禁", "block"),
+            ("刷单", "违禁", "block"),
+            ("12315", "投诉升级", "handoff"),
+            ("消协", "投诉升级", "handoff"),
+        ],
+    },
+}
+
+
+def seed_sensitive() -> int:
+    """The demo word lists (contact diversion flagged or masked; forbidden words blocked; complaint escalation
+    handed off). Idempotent: missing lists and words are added, nothing existing is changed. Returns rows created."""
+    from core import sensitive
+    from core.models import SensitiveWord, SensitiveWordList
+
+    created = 0
+    for name, spec in SENSITIVE_LISTS.items():
+        word_list, new_list = SensitiveWordList.objects.get_or_create(
+            name=name, defaults={"direction": spec["direction"], "allow_phrases": spec["allow_phrases"]}
+        )
+        have = set(SensitiveWord.objects.filter(word_list=word_list).values_list("text", flat=True))
+        words = [
+            SensitiveWord(word_list=word_list, text=text, category=category, action=action)
+            for text, category, action in spec["words"]
+            if text not in have
+        ]
+        SensitiveWord.objects.bulk_create(words)
+        created += new_list + len(words)
+        if new_list or words:
+            sensitive.word_list_changed(word_list_id=word_list.pk)
+    return created

@@ -98,3 +98,103 @@ class AuditLog(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AppendOnlyError("the audit log is append-only")
+
+
+# --- sensitive words (see core/sensitive.py and README "Sensitive words") -----------------------------------
+
+
+class SensitiveAction(models.TextChoices):
+    """What a hit of a word asks for; strength block > handoff > mask > flag (core.textfilter.Action)."""
+
+    BLOCK = "block", _("Block")
+    HANDOFF = "handoff", _("Hand off to a person")
+    MASK = "mask", _("Mask with ＊")
+    FLAG = "flag", _("Flag for review")
+
+
+class SensitiveWordList(TimeStampedModel):
+    """One word list: its own Aho-Corasick automaton, rebuilt in every process when ``version`` moves."""
+
+    class Direction(models.TextChoices):
+        BOTH = "both", _("Both ways")
+        INBOUND = "in", _("Customer messages")
+        OUTBOUND = "out", _("Bot and agent replies")
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    direction = models.CharField(_("applies to"), max_length=4, choices=Direction.choices, default=Direction.BOTH)
+    pinyin_initials = models.BooleanField(
+        _("match pinyin initials"),
+        default=False,
+        help_text=_('Also match the initials of Chinese words ("微信" → "wx"). Short initials cause false hits.'),
+    )
+    allow_phrases = models.TextField(
+        _("allowed phrases"),
+        blank=True,
+        default="",
+        help_text=_("One phrase per line: a hit lying inside one of them is ignored (三级 inside 三级跳)."),
+    )
+    version = models.PositiveIntegerField(_("version"), default=1, editable=False)
+
+    class Meta:
+        verbose_name = _("sensitive word list")
+        verbose_name_plural = _("sensitive word lists")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def allow_list(self) -> list[str]:
+        return [line.strip() for line in (self.allow_phrases or "").splitlines() if line.strip()]
+
+
+class SensitiveWord(models.Model):
+    word_list = models.ForeignKey(
+        SensitiveWordList, on_delete=models.CASCADE, related_name="words", verbose_name=_("word list")
+    )
+    text = models.CharField(_("word"), max_length=100)
+    category = models.CharField(_("category"), max_length=50, blank=True, default="")
+    action = models.CharField(_("action"), max_length=8, choices=SensitiveAction.choices, default=SensitiveAction.FLAG)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("sensitive word")
+        verbose_name_plural = _("sensitive words")
+        ordering = ["word_list", "text"]
+        constraints = [models.UniqueConstraint(fields=["word_list", "text"], name="uniq_sensitive_word_per_list")]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class SensitiveHit(models.Model):
+    """A message or reply that hit sensitive words: what was hit and what was done, for operators to review.
+
+    Messages and outbox rows are referenced by plain ids (core imports no other app); ``words`` holds list
+    entries (``[{"word", "category", "action"}]``), never the customer's text."""
+
+    class Direction(models.TextChoices):
+        INBOUND = "in", _("Customer message")
+        OUTBOUND = "out", _("Bot or agent reply")
+
+    created_at = models.DateTimeField(_("time"), default=timezone.now, db_index=True)
+    direction = models.CharField(_("direction"), max_length=3, choices=Direction.choices)
+    action = models.CharField(_("action taken"), max_length=8, choices=SensitiveAction.choices, db_index=True)
+    words = models.JSONField(_("words hit"), default=list)
+    sender = models.CharField(_("sender"), max_length=16, blank=True, default="")
+    conversation_id = models.PositiveBigIntegerField(_("conversation id"), null=True, blank=True, db_index=True)
+    message_id = models.PositiveBigIntegerField(_("message id"), null=True, blank=True, db_index=True)
+    outbox_id = models.PositiveBigIntegerField(_("outbox id"), null=True, blank=True)
+    reviewed = models.BooleanField(_("reviewed"), default=False, db_index=True)
+    reviewed_by = models.CharField(_("reviewed by"), max_length=150, blank=True, default="")
+    reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("sensitive word hit")
+        verbose_name_plural = _("sensitive word hits")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.action} #{self.message_id}"

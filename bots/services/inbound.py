@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from bots.channels.base import InboundMessage
 from bots.models import Channel, Conversation, Customer, Message, Outbox
+from bots.services import screening
 from bots.services.common import publish_message
 from bots.services.outbound import reply_queue
 from core import logging as klog
@@ -85,6 +86,7 @@ def message_receive(*, channel: Channel, inbound: InboundMessage, passive_wait: 
             )
     except IntegrityError:  # a concurrent delivery of the same message won the race
         return Message.objects.get(channel=channel, external_id=inbound.external_id), False
+    screening.inbound_screen(message)  # sensitive words: masked, recorded and marked before anyone sees it
     conversation.last_message_at = now
     conversation.save(update_fields=["last_message_at", "status", "resolved_at", "updated_at"])
     publish_message(message, customer.id)
@@ -135,6 +137,18 @@ def conversation_handle(*, message_id: int) -> Message | None:
             # WeCom events (enter_session, msg_send_fail…) are not customer messages: send_msg may not answer
             # them, and a welcome needs send_msg_on_event within 20 s, which WeCom's own 欢迎语 covers
             message.trace = {"kind": "ignore", "stage": "wecom_event", "event": str(message.meta.get("event") or "")}
+        elif (verdict := screening.inbound_verdict(message)) is not None:  # a sensitive hand-off or block word
+            message.trace = verdict.trace
+            if verdict.handoff:
+                routing.handoff_start(conversation.id, verdict.reason, text=message.content, message_id=message.id)
+            else:
+                reply = reply_queue(
+                    conversation=conversation,
+                    text=verdict.reply,
+                    trace=verdict.trace,
+                    reply_to=message,
+                    send_delay=_passive_hold_seconds(message.id) if passive else 0.0,
+                )
         elif message.type == Message.Type.TEXT and routing.csat_capture(conversation.id, message.content):
             message.trace = {"kind": "csat", "stage": "csat"}
         else:

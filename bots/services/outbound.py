@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from bots import ratelimit, ratelimit_math
 from bots.channels.base import OutgoingMessage, SendError
 from bots.models import Channel, Conversation, Customer, Message, Outbox, adapter_config
+from bots.services import screening
 from bots.services.common import delivery_meta, publish_message, send_meta
 from bots.tokens import RedisTokenStore
 from core import logging as klog
@@ -66,6 +67,8 @@ def reply_queue(
         )
         outbox = Outbox.objects.create(message=message, channel=conversation.channel, idempotency_key=uuid.uuid4().hex)
         Conversation.objects.filter(pk=conversation.pk).update(last_message_at=timezone.now())
+        if screening.outbound_screen(message=message, outbox=outbox):  # a sensitive block word: never sent
+            return message
         publish_message(message, conversation.customer_id)
         transaction.on_commit(lambda: _queue_send(outbox.id, countdown=send_delay))
     return message
@@ -131,6 +134,7 @@ REASON_LABELS = {
     REASON_LIMITER_UNAVAILABLE: _("Rate limiter unavailable, will retry"),
     REASON_MAX_ATTEMPTS: _("Gave up after too many failed attempts"),
     PASSIVE_REASON: _("Sent as a passive reply"),
+    "sensitive_word": _("Contains a blocked sensitive word"),
 }
 
 
@@ -572,6 +576,8 @@ def outbox_retry(*, outbox_id: int) -> Outbox:
     outbox = Outbox.objects.select_for_update().get(pk=outbox_id)
     if outbox.status in (Outbox.Status.SENT, Outbox.Status.SENDING):
         raise ApplicationError("this message is sent or being sent", code="outbox_not_retryable")
+    if outbox.reason == "sensitive_word":  # core.sensitive.REASON: the text itself may not go out
+        raise ApplicationError("this reply contains a blocked word; send a new text", code="outbox_sensitive_word")
     now = timezone.now()
     outbox.status = Outbox.Status.PENDING
     outbox.attempts = 0

@@ -447,6 +447,8 @@
     if (m.direction === "out") {
       const status = el("span", "delivery", label("message_status", m.status));
       status.dataset.status = m.status;
+      const why = blockedReason(m); // a reply a sensitive word kept from the customer: say which words
+      if (why) status.textContent = `${status.textContent} (${why})`;
       li.append(status);
     }
     if (showsTrace(m)) {
@@ -456,6 +458,10 @@
       li.append(details);
     }
     insertOrdered(li);
+  }
+  function blockedReason(m) {
+    const s = m && m.status === "blocked" && m.trace && m.trace.sensitive;
+    return s && s.reason_label ? s.reason_label : "";
   }
   function setDelivery(messageId, delivery, reasonLabel) {
     const li = $("transcript").querySelector(`[data-key="m${messageId}"]`);
@@ -672,7 +678,8 @@
       hideMenu();
       if (data.message && state.open && data.message.conversation_id === state.open.id) addMessage(data.message);
       if (note) scheduleTimeline();
-      notice(note ? T.tNoteSaved : T.tSent, "ok");
+      const blocked = !note && blockedReason(data.message);
+      notice(blocked ? `${T.tNotSent} ${blocked}` : note ? T.tNoteSaved : T.tSent, blocked ? "error" : "ok");
     } catch (e) {
       notice(e.message, "error");
     } finally {

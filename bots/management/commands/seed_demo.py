@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from bots.demo import seed_channels
-from core.demo import seed_users
+from core.demo import seed_sensitive, seed_users
 from knowledge.demo import seed_knowledge
 from routing.demo import seed_routing
 
@@ -20,7 +20,9 @@ class Command(BaseCommand):
             channels = seed_channels()
             knowledge = seed_knowledge()
             routing = seed_routing()  # agent groups, agents, routing rules, demo customers with orders, RFM
+            words = seed_sensitive()  # demo sensitive-word lists (flag, mask, block, hand-off)
         self.stdout.write(
             f"seed_demo: created {users['users']} users, {users['groups']} groups, {channels} channel rows, "
-            f"knowledge {knowledge}, routing {routing} rows (0 everywhere means it was already loaded)"
+            f"knowledge {knowledge}, routing {routing} rows, {words} sensitive-word rows "
+            "(0 everywhere means it was already loaded)"
         )
