@@ -7,6 +7,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from bots.models import Channel, ChannelCursor, Conversation, Customer, Message, Outbox
+from bots.privacy_admin import CustomerAdmin
 from bots.services.channels import (
     KIND_KEYS,
     SECRET_KEYS,
@@ -137,11 +138,8 @@ class ChannelAdmin(AuditedModelAdmin):
         return webhook_path(obj) if obj and obj.pk else "-"
 
 
-@admin.register(Customer)
-class CustomerAdmin(AuditedModelAdmin):
-    list_display = ["id", "nickname", "channel", "external_id", "created_at"]
-    list_filter = ["channel"]
-    search_fields = ["external_id"]
+# personal data, phone search by blind index, PIPL export/erase actions: bots/privacy_admin.py
+admin.site.register(Customer, CustomerAdmin)
 
 
 class MessageInline(admin.TabularInline):

@@ -2,7 +2,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from core.fields import EncryptedTextField
+from core.fields import EncryptedCharField, EncryptedTextField
 from core.models import TimeStampedModel
 
 
@@ -30,17 +30,48 @@ class Channel(TimeStampedModel):
 
 
 class Customer(TimeStampedModel):
+    """A customer on one channel. Personal data (nickname, phone, address, real name) is encrypted at rest; the
+    phone has a keyed blind index (``phone_index``, HMAC of the normalised digits, see ``bots.pii``) for exact
+    lookups. An erased customer (``erased_at``) stays as a tombstone so counts and rollups keep adding up."""
+
     channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="customers", verbose_name=_("channel"))
     external_id = models.CharField(_("external id"), max_length=128)
     nickname = EncryptedTextField(_("nickname"), blank=True, default="")
+    phone = EncryptedCharField(_("phone"), blank=True, default="")
+    phone_index = models.CharField(
+        _("phone blind index"), max_length=64, blank=True, default="", db_index=True, editable=False
+    )
+    address = EncryptedTextField(_("address"), blank=True, default="")
+    real_name = EncryptedCharField(_("real name"), blank=True, default="")
+    unsubscribed_at = models.DateTimeField(
+        _("unsubscribed at"),
+        null=True,
+        blank=True,
+        help_text=_('Set when the customer wrote "退订": no proactive messages are sent to them.'),
+    )
+    erased_at = models.DateTimeField(_("erased at"), null=True, blank=True, db_index=True)
 
     class Meta:
         verbose_name = _("customer")
         verbose_name_plural = _("customers")
         constraints = [models.UniqueConstraint(fields=["channel", "external_id"], name="uniq_customer_per_channel")]
+        permissions = [
+            ("export_customer", _("Can export a customer's personal data")),
+            ("erase_customer", _("Can erase a customer's personal data")),
+        ]
 
     def __str__(self) -> str:
         return self.nickname or self.external_id
+
+    def save(self, *args, **kwargs):
+        # a derived column, kept in step with the phone wherever the row is saved (not business logic)
+        from bots.pii import phone_blind_index
+
+        self.phone_index = phone_blind_index(self.phone)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "phone" in update_fields and "phone_index" not in update_fields:
+            kwargs["update_fields"] = [*update_fields, "phone_index"]
+        super().save(*args, **kwargs)
 
 
 class Conversation(TimeStampedModel):
@@ -117,6 +148,12 @@ class Message(models.Model):
     reply_to = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replies", verbose_name=_("reply to")
     )
+    redacted_at = models.DateTimeField(
+        _("content removed at"),
+        null=True,
+        blank=True,
+        help_text=_("Set when the retention policy or an erasure replaced the content."),
+    )
 
     class Meta:
         verbose_name = _("message")
@@ -131,6 +168,7 @@ class Message(models.Model):
         ]
         indexes = [
             models.Index(fields=["created_at"], condition=Q(direction="in", status="received"), name="msg_unprocessed"),
+            models.Index(fields=["created_at"], condition=Q(redacted_at__isnull=True), name="msg_not_redacted"),
         ]
 
     def __str__(self) -> str:

@@ -1,6 +1,8 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from bots.api import ConversationViewSet, MessageViewSet
+from bots.privacy_api import CustomerEraseView, CustomerExportView
 from knowledge.api import KeywordRuleViewSet
 from routing.api import OrderViewSet
 
@@ -10,4 +12,8 @@ router.register("messages", MessageViewSet, basename="message")
 router.register("keyword-rules", KeywordRuleViewSet, basename="keyword-rule")
 router.register("orders", OrderViewSet, basename="order")
 
-urlpatterns = router.urls
+urlpatterns = router.urls + [
+    # PIPL (README "Privacy (PIPL)")
+    path("customers/<int:customer_id>/export/", CustomerExportView.as_view(), name="customer-export"),
+    path("customers/<int:customer_id>/erase/", CustomerEraseView.as_view(), name="customer-erase"),
+]

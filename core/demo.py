@@ -4,7 +4,7 @@
 |---|---|---|
 | operator | yes | everything in the knowledge app (rules, FAQ, intents, models, products); view conversations, messages |
 | agent | no | none: the agent console (/console/, login at /accounts/login/) checks ticket visibility itself |
-| supervisor | yes | view everything in bots and routing, change tickets (reassign); view knowledge |
+| supervisor | yes | view everything in bots and routing, change tickets (reassign); view knowledge; export and erase a customer's data (PIPL) |
 | auditor | yes | view the audit log, nothing else |
 | admin | superuser | everything |
 
@@ -24,6 +24,9 @@ GROUPS: dict[str, list[tuple[str, str | None, tuple[str, ...] | None]]] = {
         ("routing", "view", None),
         ("routing", "change", ("ticket",)),
         ("knowledge", "view", None),
+        # PIPL: export and erase a customer's data (bots.privacy_api, the Customer admin actions)
+        ("bots", "export", ("customer",)),
+        ("bots", "erase", ("customer",)),
     ],
     AGENT: [],
     AUDITOR: [("core", "view", ("auditlog",))],

@@ -240,6 +240,9 @@ def customer_card(customer_id: int, *, orders: int = 5, conversations: int = 10)
         "customer_id": customer.id,
         "nickname": customer.nickname,
         "channel": customer.channel.slug,
+        # personal data (encrypted at rest); the console view records that the agent saw it (audit "pii_view")
+        "pii": {"phone": customer.phone, "real_name": customer.real_name, "address": customer.address},
+        "unsubscribed": customer.unsubscribed_at is not None,
         "person_id": person.pk if person else None,
         "name": (person.name if person else "") or customer.nickname,
         "note": person.note if person else "",

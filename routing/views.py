@@ -243,6 +243,13 @@ def conversation_detail(request, conversation_id: int):
     timeline, tickets = _timeline(request.user, conversation.id)
     current = next((t for t in reversed(tickets) if t.is_open), tickets[-1] if tickets else None)
     position = routing.queue_position(current) if current and current.status == Ticket.Status.QUEUED else None
+    card = selectors.customer_card(conversation.customer_id)
+    from bots.services.privacy import customer_pii_view_record  # PIPL: an agent's view of PII is audited
+
+    shown = [k for k, v in card["pii"].items() if v] + (["nickname"] if card.get("nickname") else [])
+    customer_pii_view_record(
+        customer_id=conversation.customer_id, actor=request.user, fields=shown, via="console", request=request
+    )
     return JsonResponse(
         {
             "conversation": {
@@ -257,7 +264,7 @@ def conversation_detail(request, conversation_id: int):
             "messages": selectors.conversation_transcript(conversation.id),
             "timeline": timeline,
             "ticket": ticket_row(current, position=position) if current else None,
-            "card": selectors.customer_card(conversation.customer_id),
+            "card": card,
         }
     )
 

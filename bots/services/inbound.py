@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from bots.channels.base import InboundMessage
 from bots.models import Channel, Conversation, Customer, Message, Outbox
-from bots.services import screening
+from bots.services import screening, subscription
 from bots.services.common import publish_message
 from bots.services.outbound import reply_queue
 from core import logging as klog
@@ -130,7 +130,17 @@ def conversation_handle(*, message_id: int) -> Message | None:
         reply = None
         from routing import services as routing  # bots hands off to routing; lazy: routing sends through bots
 
-        if conversation.status in (Conversation.Status.QUEUED, Conversation.Status.HUMAN):
+        command = subscription.command_of(message.content) if message.type == Message.Type.TEXT else ""
+        if command:  # 退订 / 订阅 hook: honoured whoever holds the conversation, answered with one confirmation
+            message.trace = {"kind": "subscription", "stage": "subscription", "command": command}
+            reply = reply_queue(
+                conversation=conversation,
+                text=subscription.customer_subscription_set(customer_id=customer.id, command=command),
+                trace={"kind": "subscription", "stage": "subscription"},
+                reply_to=message,
+                send_delay=_passive_hold_seconds(message.id) if passive else 0.0,
+            )
+        elif conversation.status in (Conversation.Status.QUEUED, Conversation.Status.HUMAN):
             message.trace = {"kind": "human", "stage": "with_agent"}
             routing.ticket_customer_message(conversation_id=conversation.id, message_id=message.id)
         elif message.channel.kind == Channel.Kind.KF and message.type == Message.Type.EVENT:

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from bots import ratelimit, ratelimit_math
 from bots.channels.base import OutgoingMessage, SendError
 from bots.models import Channel, Conversation, Customer, Message, Outbox, adapter_config
-from bots.services import screening
+from bots.services import screening, subscription
 from bots.services.common import delivery_meta, publish_message, send_meta
 from bots.tokens import RedisTokenStore
 from core import logging as klog
@@ -52,6 +52,8 @@ def reply_queue(
     source = reply_to or (
         Message.objects.filter(conversation=conversation, direction=Message.Direction.IN).order_by("-id").first()
     )
+    # policy hook (退订): a proactive message to an unsubscribed customer is stored blocked, never queued
+    refusal = subscription.proactive_refusal(conversation=conversation, sender=sender, trace=trace, reply_to=reply_to)
     with transaction.atomic():
         message = Message.objects.create(
             meta=delivery_meta(source) if source is not None else {},
@@ -62,15 +64,21 @@ def reply_queue(
             type=Message.Type.TEXT,
             content=text,
             trace=trace,
-            status=Message.Status.PENDING,
+            status=Message.Status.BLOCKED if refusal else Message.Status.PENDING,
             reply_to=reply_to,
         )
-        outbox = Outbox.objects.create(message=message, channel=conversation.channel, idempotency_key=uuid.uuid4().hex)
+        outbox = Outbox.objects.create(
+            message=message,
+            channel=conversation.channel,
+            idempotency_key=uuid.uuid4().hex,
+            **({"status": Outbox.Status.BLOCKED, "reason": refusal} if refusal else {}),
+        )
         Conversation.objects.filter(pk=conversation.pk).update(last_message_at=timezone.now())
         if screening.outbound_screen(message=message, outbox=outbox):  # a sensitive block word: never sent
             return message
         publish_message(message, conversation.customer_id)
-        transaction.on_commit(lambda: _queue_send(outbox.id, countdown=send_delay))
+        if not refusal:
+            transaction.on_commit(lambda: _queue_send(outbox.id, countdown=send_delay))
     return message
 
 
@@ -135,6 +143,7 @@ REASON_LABELS = {
     REASON_MAX_ATTEMPTS: _("Gave up after too many failed attempts"),
     PASSIVE_REASON: _("Sent as a passive reply"),
     "sensitive_word": _("Contains a blocked sensitive word"),
+    "unsubscribed": _("The customer unsubscribed from proactive messages"),
 }
 
 

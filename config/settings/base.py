@@ -218,7 +218,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=4, minute=30),
         "kwargs": {"kind": "clusters"},
     },
+    # retention (README "Privacy (PIPL)"): message content older than KEFU_RETENTION_DAYS becomes a placeholder
+    "retention-purge-nightly": {"task": "bots.privacy_tasks.purge_expired", "schedule": crontab(hour=3, minute=0)},
 }
+CELERY_IMPORTS = ("bots.privacy_tasks",)
 
 # --- REST API -------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -260,6 +263,8 @@ KEFU_DEMO_PASSWORD = env("KEFU_DEMO_PASSWORD", default="kefu-demo-2026")
 KEFU_DEMO_DEFAULT_PASSWORD = "kefu-demo-2026"
 KEFU_ENV = "local"
 KEFU_CONVERSATION_IDLE_MINUTES = env.int("KEFU_CONVERSATION_IDLE_MINUTES", default=30)
+# PIPL retention: message content older than this many days is replaced nightly (bots.privacy_tasks)
+KEFU_RETENTION_DAYS = env.int("KEFU_RETENTION_DAYS", default=180)
 KEFU_SWEEP_AFTER_SECONDS = env.int("KEFU_SWEEP_AFTER_SECONDS", default=20)
 KEFU_REALTIME_BACKLOG = env.int("KEFU_REALTIME_BACKLOG", default=500)
 # Seconds an Official Account webhook waits for the bot's passive reply (channel setting passive_budget wins)

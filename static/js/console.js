@@ -557,6 +557,12 @@
     $("card-orders-count").textContent = card.orders_count;
     $("card-ltv").textContent = `¥${card.lifetime_value}`;
     $("card-accounts").textContent = card.accounts.map((a) => `${a.channel}/${a.nickname || a.customer_id}`).join(", ");
+    const pii = card.pii || {}; // personal data: showing it is recorded in the audit log (pii_view)
+    $("card-real-name").textContent = pii.real_name || "—";
+    $("card-phone").textContent = pii.phone || "—";
+    $("card-address").textContent = pii.address || "—";
+    const sub = $("card-subscription");
+    sub.textContent = card.unsubscribed ? sub.dataset.off : sub.dataset.on;
     const tags = card.tags.map((name) => el("li", "tag", name));
     $("card-tags").replaceChildren(...(tags.length ? tags : [el("li", "empty", T.tNoTags)]));
     const orders = card.recent_orders.map((o) => {

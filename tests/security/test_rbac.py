@@ -25,7 +25,11 @@ def test_each_role_gets_only_its_permissions():
 
     supervisor = _perms("supervisor")
     assert {"routing.view_ticket", "routing.change_ticket", "bots.view_conversation", "bots.view_message"} <= supervisor
-    assert {p for p in supervisor if not p.split(".")[1].startswith("view_")} == {"routing.change_ticket"}
+    assert {p for p in supervisor if not p.split(".")[1].startswith("view_")} == {
+        "routing.change_ticket",
+        "bots.export_customer",
+        "bots.erase_customer",
+    }
     assert "core.view_auditlog" not in supervisor
 
     assert _perms("auditor") == {"core.view_auditlog"}
