@@ -1,13 +1,16 @@
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from bots import selectors
+from bots.limits_display import limit_alert_text, usage_text
 from bots.models import Channel, ChannelCursor, Conversation, Customer, Message, Outbox
 from bots.privacy_admin import CustomerAdmin
+from bots.services import outbound
 from bots.services.channels import (
     KIND_KEYS,
     SECRET_KEYS,
@@ -16,7 +19,7 @@ from bots.services.channels import (
     setting_clean,
     webhook_path,
 )
-from core.admin import AuditedModelAdmin
+from core.admin import AuditedModelAdmin, audited_action
 from core.errors import ApplicationError
 
 # write-only secret fields: (key, label, help); left empty, the stored value stays
@@ -121,21 +124,36 @@ class ChannelCursorInline(admin.TabularInline):
 @admin.register(Channel)
 class ChannelAdmin(AuditedModelAdmin):
     form = ChannelAdminForm
-    list_display = ["name", "slug", "kind", "enabled", "webhook", "created_at"]
+    list_display = ["name", "slug", "kind", "enabled", "webhook", "sending_limit", "created_at"]
     list_filter = ["kind", "enabled"]
     search_fields = ["name", "slug"]
-    readonly_fields = ["webhook"]
+    readonly_fields = ["webhook", "sending_limit"]
     inlines = [ChannelCursorInline]
 
     def get_fieldsets(self, request, obj=None):
         return [
-            (None, {"fields": ["kind", "slug", "name", "enabled", "webhook", "settings"]}),
+            (None, {"fields": ["kind", "slug", "name", "enabled", "webhook", "sending_limit", "settings"]}),
             (_("Secrets (write-only)"), {"fields": [key for key, _label, _help in SECRET_FIELDS] + ["clear_secrets"]}),
         ]
 
     @admin.display(description=_("webhook URL"))
     def webhook(self, obj):
         return webhook_path(obj) if obj and obj.pk else "-"
+
+    @admin.display(description=_("sending limit (last hour)"))
+    def sending_limit(self, obj):
+        if not obj or not obj.pk:
+            return "-"
+        usage = selectors.channel_limits_usage(channels=[obj])[obj.pk]
+        if usage is not None and usage.alerting:
+            return format_html('<strong class="kefu-limit-alert">{}</strong>', usage_text(usage))
+        return usage_text(usage)
+
+    def changelist_view(self, request, extra_context=None):
+        if request.method == "GET":
+            for entry in selectors.channel_limit_alerts():
+                messages.warning(request, limit_alert_text(entry))
+        return super().changelist_view(request, extra_context)
 
 
 # personal data, phone search by blind index, PIPL export/erase actions: bots/privacy_admin.py
@@ -183,11 +201,63 @@ class MessageAdmin(AuditedModelAdmin):
         return False
 
 
+class OutboxReasonFilter(admin.SimpleListFilter):
+    """Filter by ``Outbox.reason`` with the operators' labels (codes of permanent send errors as they are)."""
+
+    title = _("reason")
+    parameter_name = "reason"
+
+    def lookups(self, request, model_admin):
+        known = list(outbound.REASON_LABELS)
+        stored = Outbox.objects.exclude(reason="").values_list("reason", flat=True).distinct().order_by("reason")
+        others = [code for code in stored[:50] if code not in outbound.REASON_LABELS]
+        return [("-", _("(none)"))] + [(code, outbound.reason_label(code)) for code in known + others]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(reason="" if value == "-" else value)
+
+
+RETRYABLE_STATUSES = (Outbox.Status.DEAD, Outbox.Status.BLOCKED, Outbox.Status.FAILED)
+
+
 @admin.register(Outbox)
 class OutboxAdmin(AuditedModelAdmin):
-    list_display = ["id", "channel", "status", "attempts", "next_attempt_at", "last_error", "sent_at"]
-    list_filter = ["status", "channel"]
+    list_display = ["id", "channel", "status", "reason_text", "attempts", "next_attempt_at", "last_error", "sent_at"]
+    list_filter = ["status", OutboxReasonFilter, "channel"]
     readonly_fields = [f.name for f in Outbox._meta.fields]
+    actions = ["send_again"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description=_("reason"), ordering="reason")
+    def reason_text(self, obj):
+        return outbound.reason_label(obj.reason) if obj.reason else "-"
+
+    @audited_action(description=_("Send again (dead, blocked or failed entries)"), permissions=["change"])
+    def send_again(self, request, queryset):
+        retried, skipped = 0, 0
+        for pk, status in queryset.values_list("pk", "status"):
+            if status not in RETRYABLE_STATUSES:
+                skipped += 1
+                continue
+            try:
+                outbound.outbox_retry(outbox_id=pk)
+            except ApplicationError:
+                skipped += 1
+                continue
+            retried += 1
+        if retried:
+            self.message_user(
+                request, gettext("%(count)s entries queued to be sent again.") % {"count": retried}, messages.SUCCESS
+            )
+        if skipped:
+            self.message_user(
+                request,
+                gettext("%(count)s entries skipped: only dead, blocked or failed entries can be sent again.")
+                % {"count": skipped},
+                messages.WARNING,
+            )

@@ -21,14 +21,19 @@ Three pieces, all working on Unix seconds (floats):
 
 ``backoff_seconds``
     Exponential backoff with jitter for retryable send failures.
+
+``usage_summary`` / ``alert_threshold``
+    An account's used/booked/remaining share of its limit, read from the same slot log (the admin shows it), and
+    the 80 % mark at which operators are alerted.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 HOUR = 3600.0
 SERVICE_WINDOW_SECONDS = 48 * HOUR
@@ -80,6 +85,58 @@ def pick_gap(min_gap: float, max_gap: float, rand: Callable[[], float] = random.
     if high < low:
         high = low
     return low + (high - low) * rand()
+
+
+ALERT_RATIO = 0.8  # operators are alerted once per window when an account has used this share of its limit
+
+
+def alert_threshold(limit: int, ratio: float = ALERT_RATIO) -> int:
+    """The number of slots in the window at which an account's limit alerts (0: no limit, never)."""
+    if limit <= 0:
+        return 0
+    return max(math.ceil(limit * ratio - 1e-9), 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    """An account's use of its hourly limit at ``now``, read from its slot log (see ``usage_summary``)."""
+
+    limit: int  # 0: no hourly limit
+    used: int  # slots in (now - window, now]: messages sent (or being sent) within the last window
+    reserved: int  # slots after now: held messages that already booked their turn
+    resets_at: float | None  # when the oldest slot of the window leaves it (one more message may go); None: empty
+    window: float = HOUR
+
+    @property
+    def taken(self) -> int:
+        return self.used + self.reserved
+
+    @property
+    def remaining(self) -> int | None:
+        """New messages that may go now without waiting (None: no limit)."""
+        return max(self.limit - self.taken, 0) if self.limit > 0 else None
+
+    @property
+    def percent(self) -> int | None:
+        return round(100 * self.taken / self.limit) if self.limit > 0 else None
+
+    @property
+    def alerting(self) -> bool:
+        return self.limit > 0 and self.taken >= alert_threshold(self.limit)
+
+
+def usage_summary(slots: Iterable[float], *, now: float, limit: int, window: float = HOUR) -> Usage:
+    """What ``schedule_slot`` would count for a new message at ``now``: the slots still in the window (past and
+    booked), without changing anything."""
+    live = sorted(t for t in slots if t > now - window)
+    used = sum(1 for t in live if t <= now)
+    return Usage(
+        limit=max(limit, 0),
+        used=used,
+        reserved=len(live) - used,
+        resets_at=live[0] + window if live else None,
+        window=window,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,7 +32,11 @@ EVENTS = (
     "ticket.updated",
     "agent.presence",
     "queue.position",
+    "channel.limit_warning",  # a sending account reached 80 % of its hourly limit (bots.ratelimit.usage_alert)
 )
+
+# supervisors' consoles listen here (the same name as routing.services.events.SUPERVISORS)
+SUPERVISORS = "supervisors"
 
 _local_seq = itertools.count(1)  # embedded mode only (no Redis)
 _local_log: dict[str, list[dict]] = {}

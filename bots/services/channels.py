@@ -20,6 +20,7 @@ from django.core.validators import URLValidator, validate_slug
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from bots import ratelimit
 from bots.channels.bridge import GROUP_MODES, SEND_FORMATS
 from bots.models import Channel
 from core.errors import ApplicationError
@@ -90,6 +91,11 @@ def setting_clean(key: str, value: Any) -> Any:
             raise _invalid(_("%(key)s must be a whole number") % {"key": key}) from None
         if number < 0:
             raise _invalid(_("%(key)s must be 0 (no hourly limit) or more") % {"key": key})
+        if number == 0 and not ratelimit.unlimited_allowed():
+            raise _invalid(
+                _("%(key)s 0 (no hourly limit) is refused in production unless KEFU_ALLOW_UNLIMITED_SENDING is set")
+                % {"key": key}
+            )
         return number
     if key == "passive_budget":
         try:

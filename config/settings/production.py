@@ -1,7 +1,9 @@
 """Production: every secret from the environment; passes `manage.py check --deploy`."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F403
-from .base import env
+from .base import KEFU_DEFAULT_RATE_PER_HOUR, KEFU_RATE_LIMITS_ENABLED, env
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -29,3 +31,12 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = False
 KEFU_ENV = "production"
+
+# Sending limits protect the customer's WeChat accounts from bans: production refuses to run without them (global
+# switch off, a default of 0, or a channel's rate_per_hour 0) unless this explicit override is set.
+KEFU_ALLOW_UNLIMITED_SENDING = env.bool("KEFU_ALLOW_UNLIMITED_SENDING", default=False)
+if not KEFU_ALLOW_UNLIMITED_SENDING and (not KEFU_RATE_LIMITS_ENABLED or KEFU_DEFAULT_RATE_PER_HOUR <= 0):
+    raise ImproperlyConfigured(
+        "Sending limits are off (KEFU_RATE_LIMITS_ENABLED=false or KEFU_DEFAULT_RATE_PER_HOUR<=0) in production: "
+        "WeChat bans accounts that send too much. Turn them on, or set KEFU_ALLOW_UNLIMITED_SENDING=true to override."
+    )
