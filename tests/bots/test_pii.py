@@ -203,3 +203,34 @@ def test_proactive_classification(web_channel):
     assert not subscription.is_proactive(trace=None, conversation=conversation, sender="bot", reply_to=incoming)
     # not unsubscribed: nothing is refused
     assert subscription.proactive_refusal(trace={"routing": "csat_question"}, **args) == ""
+
+
+def test_console_card_shows_pii_and_the_agents_view_is_audited(redis_clean, web_channel, make_group, make_agent):
+    from django.test import Client
+
+    from routing.services import handoff_start
+
+    group = make_group("pii", auto_assign=False, is_default=True)
+    agent = make_agent("pii-agent", [group])
+    customer = Customer.objects.create(
+        channel=web_channel, external_id="pii-c", nickname="小周", phone="13600000000", address="幸福路1号"
+    )
+    from bots.models import Conversation
+
+    conversation = Conversation.objects.create(customer=customer, channel=web_channel)
+    handoff_start(conversation.id, "customer_request", text="转人工")
+    client = Client()
+    client.force_login(agent)
+    card = client.get(f"/console/api/conversations/{conversation.id}/").json()["card"]
+    assert card["pii"] == {"phone": "13600000000", "real_name": "", "address": "幸福路1号"}
+    assert card["unsubscribed"] is False
+    entry = AuditLog.objects.get(action="pii_view", target_pk=str(customer.pk))
+    assert entry.actor_username == "pii-agent" and entry.after == {
+        "fields": ["address", "nickname", "phone"],
+        "via": "console",
+    }
+    # an agent of another group gets 404 and no audit entry
+    outsider = make_agent("pii-out", [make_group("other", auto_assign=False)])
+    client.force_login(outsider)
+    assert client.get(f"/console/api/conversations/{conversation.id}/").status_code == 404
+    assert AuditLog.objects.filter(action="pii_view").count() == 1
