@@ -47,7 +47,7 @@ class Customer(TimeStampedModel):
         _("unsubscribed at"),
         null=True,
         blank=True,
-        help_text=_('Set when the customer wrote "退订": no proactive messages are sent to them.'),
+        help_text=_("Set when the customer unsubscribed: no proactive messages are sent to them."),
     )
     erased_at = models.DateTimeField(_("erased at"), null=True, blank=True, db_index=True)
 

@@ -8,7 +8,6 @@ from django.contrib import admin, messages
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from bots import pii
 from bots.models import Customer
@@ -106,12 +105,7 @@ class CustomerAdmin(AuditedModelAdmin):
                 except ApplicationError as exc:
                     self.message_user(request, f"#{customer.pk}: {exc.message}", messages.ERROR)
             self.message_user(
-                request,
-                ngettext(
-                    "Erased the personal data of %(n)d customer.", "Erased the personal data of %(n)d customers.", done
-                )
-                % {"n": done},
-                messages.SUCCESS,
+                request, _("Erased the personal data of %(n)d customer(s).") % {"n": done}, messages.SUCCESS
             )
             return None
         context = {

@@ -54,7 +54,7 @@ class Migration(migrations.Migration):
             name="unsubscribed_at",
             field=models.DateTimeField(
                 blank=True,
-                help_text='Set when the customer wrote "退订": no proactive messages are sent to them.',
+                help_text="Set when the customer unsubscribed: no proactive messages are sent to them.",
                 null=True,
                 verbose_name="unsubscribed at",
             ),
