@@ -40,5 +40,10 @@ class MessageViewSet(viewsets.ReadOnlyModelViewSet):
         qs = selectors.messages_list()
         conversation = self.request.query_params.get("conversation")
         if conversation is not None:
-            qs = qs.filter(conversation_id=int(conversation)) if conversation.isdigit() else qs.none()
+            qs = qs.filter(conversation_id=int(conversation)) if _is_id(conversation) else qs.none()
         return qs
+
+
+def _is_id(value: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²", which ``int`` refuses (a 500 before this guard)."""
+    return value.isascii() and value.isdigit()

@@ -42,7 +42,7 @@ class OrderViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrie
         for name in ("customer", "person"):
             value = params.get(name)
             if value is not None:
-                qs = qs.filter(**{f"{name}_id": int(value)}) if value.isdigit() else qs.none()
+                qs = qs.filter(**{f"{name}_id": int(value)}) if value.isascii() and value.isdigit() else qs.none()
         if params.get("number"):
             qs = qs.filter(number=params["number"])
         return qs

@@ -114,7 +114,7 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str, now: float | No
     signature = _header(headers, SIGNATURE_HEADER).strip().lower()
     if not timestamp or not signature:
         raise SignatureError("missing signature headers")
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit()):  # "²".isdigit() is True, int("²") fails
         raise SignatureError("bad timestamp")
     current = time.time() if now is None else now
     if abs(current - int(timestamp)) > MAX_SKEW_SECONDS:
