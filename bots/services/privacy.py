@@ -47,6 +47,7 @@ EXPORT_FORMAT = 1
 ACTION_EXPORT = audit.Action.EXPORT
 ACTION_ERASE = "erase"
 ACTION_PII_VIEW = "pii_view"
+REASON_ERASED = "erased"  # Outbox.reason of a reply that was not sent when its customer was erased
 PII_FIELDS = ("nickname", "phone", "address", "real_name")
 # decision-trace keys the analytics rollups read (analytics/facts.py); everything else may quote the customer
 TRACE_KEEP = frozenset(
@@ -331,7 +332,17 @@ def customer_erase(*, customer_id: int, actor, reason: str, request=None) -> dic
             "id", flat=True
         )
     )
-    changed = {"messages": 0}
+    # replies not sent yet would carry the placeholder to the customer: they never go
+    unsent = Outbox.objects.filter(
+        message__conversation_id__in=conversation_ids,
+        status__in=[Outbox.Status.PENDING, Outbox.Status.FAILED, Outbox.Status.HELD],
+    )
+    unsent_ids = list(unsent.values_list("message_id", flat=True))
+    changed = {
+        "messages": 0,
+        "unsent_blocked": unsent.update(status=Outbox.Status.BLOCKED, reason=REASON_ERASED, updated_at=now),
+    }
+    Message.objects.filter(pk__in=unsent_ids).update(status=Message.Status.BLOCKED)
     for start in range(0, len(todo), 500):
         changed["messages"] += _redact_messages(todo[start : start + 500], now=now, text=text)
     changed.update(customer_routing_erase(customer_id=customer_id, placeholder=text))

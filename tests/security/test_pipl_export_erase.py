@@ -78,6 +78,10 @@ def person_data(web_channel, redis_clean, django_capture_on_commit_callbacks):
         conversation=conv, channel=web_channel, direction="out", sender="bot", content="好的，已记录", status="sent"
     )
     Outbox.objects.create(message=reply, channel=web_channel, idempotency_key="pipl-1", status="sent")
+    unsent = Message.objects.create(
+        conversation=conv, channel=web_channel, direction="out", sender="system", content="请评价", status="pending"
+    )
+    Outbox.objects.create(message=unsent, channel=web_channel, idempotency_key="pipl-2", status="held")
     other_conv = Conversation.objects.create(customer=b, channel=web_channel, last_message_at=now)
     Message.objects.create(
         conversation=other_conv,
@@ -177,10 +181,10 @@ def test_export_zip_holds_the_customers_data_decrypted_and_nobody_elses(person_d
     assert files["notes.json"][0]["text"] == "客户电话13912345678"
     assert files["csat.json"][0]["score"] == 4
     assert files["orders.json"][0]["number"] == "SO-1"
-    assert files["manifest.json"]["counts"]["messages"] == 2
+    assert files["manifest.json"]["counts"]["messages"] == 3
     # audited: who exported whom, counts only
     entry = AuditLog.objects.get(action="export", target_pk=str(a.id))
-    assert entry.actor_username == "sup" and entry.after["counts"]["messages"] == 2
+    assert entry.actor_username == "sup" and entry.after["counts"]["messages"] == 3
     assert PHONE not in json.dumps(entry.after) and "梅梅" not in entry.target_repr
     # a second export lists the first in its audit.json
     again = _zip(_api(supervisor).get(f"/api/v1/customers/{a.id}/export/", HTTP_ACCEPT="application/zip").content)
@@ -211,8 +215,10 @@ def test_erase_removes_pii_and_content_but_keeps_counts_and_rollups(
         response = _api(supervisor).post(f"/api/v1/customers/{a.id}/erase/", {"reason": "用户申请删除 (PIPL 第47条)"})
     assert response.status_code == 200, response.content
     body = response.json()
-    assert body["already_erased"] is False and body["changed"]["messages"] == 2
-    assert body["before"]["messages"] == body["after"]["messages"] == 2
+    assert body["already_erased"] is False and body["changed"]["messages"] == 3
+    assert body["before"]["messages"] == body["after"]["messages"] == 3
+    assert body["changed"]["unsent_blocked"] == 1  # a reply not sent yet never goes out (with the placeholder)
+    assert Outbox.objects.get(idempotency_key="pipl-2").reason == "erased"
     assert body["after"]["messages_with_content"] == 0
 
     a.refresh_from_db()
@@ -257,9 +263,9 @@ def test_the_audit_trail_of_an_erasure_exists_and_cannot_be_changed(person_data,
     entry = AuditLog.objects.get(action="erase", target_pk=str(a.id))
     assert (entry.actor_username, entry.actor_id, entry.target_model) == ("sup", supervisor.id, "bots.customer")
     assert entry.created_at > timezone.now() - dt.timedelta(minutes=1)
-    assert entry.before["counts"]["messages"] == 2
+    assert entry.before["counts"]["messages"] == 3
     assert set(entry.before["personal_fields"]) == {"nickname", "phone", "address", "real_name"}
-    assert entry.after["changed"]["messages"] == 2 and entry.after["reason"] == "用户申请删除"
+    assert entry.after["changed"]["messages"] == 3 and entry.after["reason"] == "用户申请删除"
     stored = json.dumps([entry.before, entry.after, entry.target_repr], ensure_ascii=False)
     for plaintext in (PHONE, ADDRESS, REAL_NAME, "梅梅", SECRET_TEXT):
         assert plaintext not in stored
