@@ -257,3 +257,30 @@ def test_parse_word_lines_defaults_aliases_and_errors():
     )
     assert rows == {"加微信": ("引流", "flag"), "vx": ("引流", "mask"), "赌博": ("违禁", "block")}
     assert errors == ["6: unknown action 'nope'"]
+
+
+@pytest.mark.django_db
+def test_admin_pages_render_and_hits_can_be_marked_reviewed(admin_client, fresh):
+    word_list = _list()
+    _words(word_list, ("赌博", "违禁", "block"))
+    hit = sensitive.hit_record(direction="out", result=sensitive.text_scan("赌博", "out"), message_id=7)
+    for url in (
+        reverse("admin:core_sensitivewordlist_changelist"),
+        reverse("admin:core_sensitivewordlist_change", args=[word_list.pk]),
+        reverse("admin:core_sensitive_import", args=[word_list.pk]),
+        reverse("admin:core_sensitive_test"),
+        reverse("admin:core_sensitiveword_changelist"),
+        reverse("admin:core_sensitiveword_import"),
+        reverse("admin:core_sensitivehit_changelist"),
+        reverse("admin:core_sensitivehit_change", args=[hit.pk]),
+    ):
+        assert admin_client.get(url).status_code == 200, url
+    assert "赌博（违禁，block）" in admin_client.get(reverse("admin:core_sensitivehit_changelist")).content.decode()
+    response = admin_client.post(
+        reverse("admin:core_sensitivehit_changelist"),
+        {"action": "mark_reviewed", "_selected_action": [hit.pk]},
+    )
+    assert response.status_code == 302
+    hit.refresh_from_db()
+    assert hit.reviewed and hit.reviewed_by == "root" and hit.reviewed_at is not None
+    assert AuditLog.objects.filter(action="action:mark_reviewed").exists()
