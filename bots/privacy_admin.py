@@ -23,7 +23,19 @@ def _mask(phone: str) -> str:
     return digits[:3] + "****" + digits[-4:] if len(digits) >= 8 else "****"
 
 
-class CustomerAdmin(AuditedModelAdmin):
+class PhoneSearchMixin:
+    """Admin search that also finds customers by phone number through the blind index (phones are encrypted, so
+    SQL cannot search them); for any ModelAdmin of ``bots.Customer`` or a proxy of it."""
+
+    def get_search_results(self, request, queryset, search_term):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        index = pii.phone_search_index(search_term)
+        if index:
+            results = results | queryset.filter(phone_index=index)
+        return results, may_have_duplicates
+
+
+class CustomerAdmin(PhoneSearchMixin, AuditedModelAdmin):
     list_display = ["id", "nickname", "channel", "external_id", "phone_masked", "unsubscribed_at", "erased_at"]
     list_filter = [
         "channel",
@@ -57,14 +69,6 @@ class CustomerAdmin(AuditedModelAdmin):
 
     def has_erase_permission(self, request):
         return request.user.has_perm("bots.erase_customer")
-
-    def get_search_results(self, request, queryset, search_term):
-        """Phone numbers are encrypted: an exact match through the blind index, next to the usual search."""
-        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        index = pii.phone_search_index(search_term)
-        if index:
-            results = results | queryset.filter(phone_index=index)
-        return results, may_have_duplicates
 
     @admin.display(description=_("phone"))
     def phone_masked(self, obj):

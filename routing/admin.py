@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportModelAdmin
 
+from bots.privacy_admin import PhoneSearchMixin
 from core.admin import AuditedModelAdmin, audited_action
 from core.errors import ApplicationError
 from routing import selectors, services
@@ -106,7 +107,7 @@ class PersonAdmin(AuditedModelAdmin):
 
 
 @admin.register(ChannelCustomer)
-class ChannelCustomerAdmin(AuditedModelAdmin):
+class ChannelCustomerAdmin(PhoneSearchMixin, AuditedModelAdmin):  # search: external id or phone (blind index)
     list_display = ["id", "nickname", "channel", "external_id", "person", "tier"]
     list_filter = ["channel"]
     search_fields = ["external_id"]

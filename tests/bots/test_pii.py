@@ -84,6 +84,9 @@ def test_admin_search_by_phone_uses_the_blind_index_and_viewing_pii_is_audited(c
     ids = [obj.pk for obj in page.context["cl"].result_list]
     assert ids == [customer.pk]
     assert "139****5678" in page.content.decode()
+    # the routing app's "customers (all channels)" list searches phones the same way
+    merged_list = client.get("/admin/routing/channelcustomer/", {"q": "0086 13912345678"})
+    assert [obj.pk for obj in merged_list.context["cl"].result_list] == [customer.pk]
     by_external_id = client.get("/admin/bots/customer/", {"q": "pii-other"})
     assert [o.external_id for o in by_external_id.context["cl"].result_list] == ["pii-other"]
     # the change page shows the personal data: one "pii_view" audit entry, without the values
