@@ -40,7 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
+from knowledge.ml import fasttfidf
 from knowledge.ml.embeddings import BACKENDS, get_embedder
 from knowledge.ml.normalize import normalize
 from knowledge.ml.tokenize import Tokenizer, default_tokenizer
@@ -123,8 +125,17 @@ class _Channel:
 
     def scores(self, matrix: Any) -> np.ndarray:
         """Cosine of each query row in ``matrix`` with every KB row: (n_queries, n_rows)."""
-        out = matrix @ self.matrix.T
+        transposed = self.__dict__.get("_transposed")
+        if transposed is None:  # built once per process (not pickled): CSR of the transpose for sparse rows
+            transposed = self.matrix.T.tocsr() if sparse.issparse(self.matrix) else np.ascontiguousarray(self.matrix.T)
+            self.__dict__["_transposed"] = transposed
+        out = matrix @ transposed
         return np.asarray(out.toarray() if hasattr(out, "toarray") else out, dtype=np.float64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_transposed", None)
+        return state
 
 
 @dataclass
@@ -291,7 +302,7 @@ class FaqMatcher:
                     raise RuntimeError(f"embedding backend {channel.backend!r} became unavailable")
                 encoded.append(embedder.encode(docs))
             elif channel.vectorizer is not None:
-                encoded.append(channel.vectorizer.transform(docs))
+                encoded.append(fasttfidf.transform(channel.vectorizer, docs))
             else:
                 encoded.append(None)
         return encoded

