@@ -21,7 +21,7 @@ from knowledge.services.intents import (
     intent_model_train_start,
     intent_save,
 )
-from knowledge.services.pipeline import decide, handoff_hook_register
+from knowledge.services.pipeline import decide, decide_warm_up, handoff_hook_register
 from knowledge.services.rules import keyword_rule_delete, keyword_rule_save, keyword_rules_changed
 
 
@@ -36,6 +36,7 @@ __all__ = [
     "caches_reset",
     "catalog_changed",
     "decide",
+    "decide_warm_up",
     "faq_delete",
     "faq_save",
     "faqs_changed",

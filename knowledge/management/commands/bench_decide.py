@@ -16,6 +16,7 @@ separately.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -114,6 +115,9 @@ class Command(BaseCommand):
         parser.add_argument("--turns", type=int, default=6, help="messages per conversation")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+        parser.add_argument(
+            "--no-gc-freeze", action="store_true", help="leave the warmed-up objects to the garbage collector"
+        )
 
     def handle(self, *args, **options):
         rng = random.Random(options["seed"])
@@ -126,17 +130,21 @@ class Command(BaseCommand):
                 report["setup_seconds"] = setup
                 services.caches_reset()
                 warm_started = time.perf_counter()
-                for text in ("你好", "发票怎么开", "查物流", "asdkjh"):  # build every cache before timing
-                    services.decide(text=text, context=DecisionContext(channel_slug="web"))
+                services.decide_warm_up(freeze_gc=not options["no_gc_freeze"])  # every cache, before timing
                 report["warmup_seconds"] = round(time.perf_counter() - warm_started, 2)
                 from knowledge.services import faq as faq_service
 
                 index = faq_service.index_cache.peek()
                 digest = index.digest if index is not None else ""
                 report["faq_backend"] = index.backend if index is not None else None
+                gc_before = [g["collections"] for g in gc.get_stats()]
                 samples, by_stage, kinds, conversation_ids = self._play(rng, options)
+                report["gc_collections"] = [
+                    g["collections"] - b for g, b in zip(gc.get_stats(), gc_before, strict=True)
+                ]
                 transaction.set_rollback(True)
         finally:
+            gc.unfreeze()
             self._clean(conversation_ids, digest)
         report.update(self._summary(samples, by_stage, kinds, options))
         report["cpu_p50_ms"] = round(percentile(self.cpu_samples, 50), 3)
@@ -349,6 +357,7 @@ class Command(BaseCommand):
             f"CPU time per message (this process; unaffected by other processes waiting for the CPU): "
             f"P50 {report['cpu_p50_ms']:.2f} ms, P99 {report['cpu_p99_ms']:.2f} ms; load average {report['load_average']}"
         )
+        self.stdout.write(f"garbage collections while timing (generations 0/1/2): {report.get('gc_collections')}")
         for stage, s in report["by_stage"].items():
             self.stdout.write(f"  {stage:<15} n={s['n']:<5} P50 {s['p50_ms']:7.2f} ms  P99 {s['p99_ms']:7.2f} ms")
         self.stdout.write(f"decisions: {report['by_kind']}")
