@@ -265,9 +265,10 @@ def test_xss_through_the_simulator_into_the_console_and_the_admin(browser, asgi_
     sim.fill("#new-nickname", XSS[1][:50])
     sim.click("#create-customer")
     expect(sim.locator("#ws-status")).to_have_class("status online")
-    for payload in XSS:
+    for n, payload in enumerate(XSS, start=1):
         sim.fill("#message-input", payload)
         sim.press("#message-input", "Enter")
+        expect(sim.locator("#transcript li.in .bubble")).to_have_count(n)  # one at a time: a fixed order
     expect(sim.locator("#transcript li.in .bubble")).to_have_text(XSS)
     _no_injection(sim, "#transcript")
     customer = Customer.objects.order_by("-id").first()
