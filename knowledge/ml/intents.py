@@ -14,7 +14,10 @@ add phrase evidence, the embedding carries paraphrases and mixed-in English that
 characters with the training examples. If the embedding backend cannot load at training time the
 model is TF-IDF only (``info.extra["embedding"] is None``).
 
-Classifier: class-balanced LinearSVC. When every intent has at least
+Classifier: class-balanced LinearSVC whose C is picked from ``svm_c_grid`` by k-fold accuracy on the
+training set (:func:`select_svm_c`), so it adapts to each data set. Prediction of one message skips
+scikit-learn's per-call validation (``knowledge.ml.fasttfidf`` and a direct score + temperature softmax).
+When every intent has at least
 ``calibration_min_per_class`` examples, ``CalibratedClassifierCV`` (temperature scaling fitted on
 cross-validated scores, final SVM on all data) turns scores into probabilities; otherwise a
 class-balanced LogisticRegression supplies them. Choices were made by 5-fold cross-validation on
