@@ -3,9 +3,11 @@
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError
 
 from bots import services
+from bots.services import outbound
 from core import logging as klog
 
 logger = logging.getLogger(__name__)
@@ -13,9 +15,13 @@ logger = logging.getLogger(__name__)
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=10)
 def process_message(self, message_id: int) -> int | None:
+    """Decide and reply; with ``KEFU_SEND_INLINE`` the reply is sent in this task (no ``send_outbox`` hop). A
+    redelivery after a crash (the message is already processed) finishes a send the crash interrupted."""
     with klog.bound(message_id=message_id, task_id=self.request.id):
         try:
-            reply = services.conversation_handle(message_id=message_id)
+            reply = services.conversation_handle(message_id=message_id, send_inline=settings.KEFU_SEND_INLINE)
+            if reply is None and settings.KEFU_SEND_INLINE:
+                outbound.reply_resume(reply_to_id=message_id)
         except DatabaseError as exc:
             raise self.retry(exc=exc, countdown=min(2**self.request.retries, 60)) from exc
         return reply.id if reply else None

@@ -1,5 +1,6 @@
 """The Celery application. Queues: inbound (decisions), outbound (sending), default, ml (slow work)."""
 
+import logging
 import os
 
 from celery import Celery, signals
@@ -20,3 +21,11 @@ def _db_connections_check(**kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@signals.after_setup_logger.connect
+def _quiet_per_task_lines(**kwargs) -> None:
+    """No "Task … received" / "Task … succeeded" line per task at INFO: under load they were most of the log
+    volume (and of honcho's CPU relaying it). The tasks' own log lines carry ``task_id``; failures still log."""
+    for name in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(name).setLevel(logging.WARNING)

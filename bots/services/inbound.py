@@ -61,10 +61,13 @@ def message_receive(*, channel: Channel, inbound: InboundMessage, passive_wait: 
     existing = Message.objects.filter(channel=channel, external_id=inbound.external_id).first()
     if existing is not None:
         return existing, False
-    customer, _ = Customer.objects.get_or_create(
-        channel=channel, external_id=inbound.sender_id, defaults={"nickname": inbound.nickname}
-    )
-    customer = Customer.objects.select_for_update().get(pk=customer.pk)  # one writer per customer at a time
+    # one writer per customer at a time: a known customer is read and locked in one statement
+    customer = Customer.objects.select_for_update().filter(channel=channel, external_id=inbound.sender_id).first()
+    if customer is None:
+        customer, _ = Customer.objects.get_or_create(
+            channel=channel, external_id=inbound.sender_id, defaults={"nickname": inbound.nickname}
+        )
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
     if inbound.nickname and inbound.nickname != customer.nickname:
         customer.nickname = inbound.nickname
         customer.save(update_fields=["nickname", "updated_at"])
@@ -108,22 +111,29 @@ def _queue_processing(message_id: int) -> None:
 
 
 @transaction.atomic
-def conversation_handle(*, message_id: int) -> Message | None:
+def conversation_handle(*, message_id: int, send_inline: bool = False) -> Message | None:
     """Decide and queue the reply to one inbound message; a second call for the same message does nothing.
 
     Returns the reply message, or None when nothing was sent (already processed, with a human, ignored).
+    ``send_inline`` (the inbound task sets it): the bot's reply is sent by this process right after commit
+    instead of by a ``send_outbox`` task (see ``bots.services.outbound.reply_queue``); Official Account replies
+    are always queued (a retried push may still take them as a passive reply).
     """
     message = (
-        Message.objects.select_for_update(of=("self",))
+        Message.objects.select_for_update(of=("self", "conversation"))  # the message and its conversation
         .select_related("conversation__customer", "channel")
         .filter(pk=message_id, direction=Message.Direction.IN)
         .first()
     )
     if message is None or message.status != Message.Status.RECEIVED:
         return None
-    conversation = Conversation.objects.select_for_update().get(pk=message.conversation_id)
-    customer = message.conversation.customer
+    conversation = message.conversation
+    if conversation.channel_id == message.channel_id:
+        conversation.channel = message.channel  # already loaded: reply_queue needs it
+    customer = conversation.customer
     passive = message.channel.kind == Channel.Kind.OA
+    # OA replies stay queued: a WeChat retry of the push may still take the reply passively (free of quota)
+    send_inline = send_inline and not passive
     with klog.bound(message_id=message.id, conversation_id=conversation.id):
         message.status = Message.Status.PROCESSED
         message.processed_at = timezone.now()
@@ -139,6 +149,7 @@ def conversation_handle(*, message_id: int) -> Message | None:
                 trace={"kind": "subscription", "stage": "subscription"},
                 reply_to=message,
                 send_delay=_passive_hold_seconds(message.id) if passive else 0.0,
+                send_inline=send_inline,
             )
         elif conversation.status in (Conversation.Status.QUEUED, Conversation.Status.HUMAN):
             message.trace = {"kind": "human", "stage": "with_agent"}
@@ -158,6 +169,7 @@ def conversation_handle(*, message_id: int) -> Message | None:
                     trace=verdict.trace,
                     reply_to=message,
                     send_delay=_passive_hold_seconds(message.id) if passive else 0.0,
+                    send_inline=send_inline,
                 )
         elif message.type == Message.Type.TEXT and routing.csat_capture(conversation.id, message.content):
             message.trace = {"kind": "csat", "stage": "csat"}
@@ -195,6 +207,7 @@ def conversation_handle(*, message_id: int) -> Message | None:
                     trace=decision.trace,
                     reply_to=message,
                     send_delay=_passive_hold_seconds(message.id) if passive else 0.0,
+                    send_inline=send_inline,
                 )
             logger.info("message decided", extra={"kind": decision.kind, "elapsed_ms": decision.trace["elapsed_ms"]})
         message.save(update_fields=["status", "processed_at", "trace"])

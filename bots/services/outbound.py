@@ -41,11 +41,17 @@ def reply_queue(
     trace: dict | None = None,
     reply_to: Message | None = None,
     send_delay: float = 0.0,
+    send_inline: bool = False,
 ) -> Message:
     """The one entry point for outgoing messages: a Message(out) plus its Outbox row, sent after commit.
 
     ``send_delay`` (seconds) holds the send task back, e.g. while an Official Account webhook may still
     claim the row for a passive reply (see ``bots.services.inbound.passive_reply_claim``).
+
+    ``send_inline`` (with no ``send_delay``): this process sends the row itself right after commit, through
+    the same claim as the ``send_outbox`` task (``outbox_send``: idempotency key, rate limit, holds), instead of
+    queueing that task: one broker round trip and task less per reply. Used by the inbound worker task, whose
+    ``acks_late`` covers the send; if the send cannot even start, the task is queued as usual.
 
     The reply carries the delivery meta (WeCom ``open_kfid``, bridge ``room_id``, OA ``account``) of the message
     it answers, or of the customer's latest message when it answers none (agent and system messages)."""
@@ -54,7 +60,8 @@ def reply_queue(
     )
     # policy hook (退订): a proactive message to an unsubscribed customer is stored blocked, never queued
     refusal = subscription.proactive_refusal(conversation=conversation, sender=sender, trace=trace, reply_to=reply_to)
-    with transaction.atomic():
+    # inside the caller's transaction no savepoint (two statements less per reply): a failure here fails it all
+    with transaction.atomic(savepoint=False):
         message = Message.objects.create(
             meta=delivery_meta(source) if source is not None else {},
             conversation=conversation,
@@ -77,9 +84,35 @@ def reply_queue(
         if screening.outbound_screen(message=message, outbox=outbox):  # a sensitive block word: never sent
             return message
         publish_message(message, conversation.customer_id)
-        if not refusal:
+        if not refusal and send_inline and not send_delay:
+            outbox.message = message  # message.conversation is the caller's, its customer loaded
+            transaction.on_commit(lambda: _send_inline(outbox))
+        elif not refusal:
             transaction.on_commit(lambda: _queue_send(outbox.id, countdown=send_delay))
     return message
+
+
+def _send_inline(outbox: Outbox) -> None:
+    """Send a just-committed row from this process (see ``reply_queue``). A crash in the middle leaves the row
+    'pending' or 'sending' under this process's claim: a redelivered inbound task (``reply_resume``) or the
+    outbox sweeper takes it from there, with the same idempotency key."""
+    try:
+        outbox_send(outbox_id=outbox.pk, loaded=outbox)
+    except Exception:  # the database or Redis failed before or after the claim: the queued path retries it
+        logger.exception("inline send failed; queueing it", extra={"outbox_id": outbox.pk})
+        _queue_send(outbox.pk)
+
+
+def reply_resume(*, reply_to_id: int) -> list[str]:
+    """Finish the sends of the replies to inbound message ``reply_to_id`` that an earlier, killed run of its task
+    left behind (inline sends: 'pending', or 'sending' under a dead claim). Rows with a send task queued (marked)
+    are left to that task; a live 'sending' row stays with its sender (``outbox_send`` answers 'in_flight')."""
+    ids = list(
+        Outbox.objects.filter(
+            message__reply_to_id=reply_to_id, status__in=[Outbox.Status.PENDING, Outbox.Status.SENDING]
+        ).values_list("id", flat=True)
+    )
+    return [outbox_send(outbox_id=outbox_id) for outbox_id in _not_queued(ids)]
 
 
 QUEUED_MARK_SECONDS = 300  # = the broker's visibility timeout: a task older than this may really be lost
@@ -399,8 +432,11 @@ def _aware(timestamp: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
 
 
-def outbox_send(*, outbox_id: int) -> str:
+def outbox_send(*, outbox_id: int, loaded: Outbox | None = None) -> str:
     """Send one outbox row through its channel's adapter. Returns the row's status afterwards.
+
+    ``loaded``: the row as its creator has it in memory (with message, conversation, customer and channel), so
+    the common claim needs no SELECT; the claim's conditional UPDATE still decides whether it is ours.
 
     The row is claimed under a lock (pending/failed/held → sending, or a 'sending' row whose sender died); the
     per-customer policy and the account's rate limit are checked in the same step (held or blocked instead).
@@ -409,7 +445,7 @@ def outbox_send(*, outbox_id: int) -> str:
     """
     from bots.channels.registry import adapter_for
 
-    claimed = _outbox_claim_fast(outbox_id) or _outbox_claim(outbox_id)
+    claimed = _outbox_claim_fast(outbox_id, loaded=loaded) or _outbox_claim(outbox_id)
     if isinstance(claimed, str):
         return claimed
     outbox = claimed
@@ -445,15 +481,19 @@ def outbox_send(*, outbox_id: int) -> str:
         return Outbox.Status.SENT  # the claim key expires by itself: it only matters while the row is 'sending'
 
 
-def _outbox_claim_fast(outbox_id: int) -> Outbox | None:
+def _outbox_claim_fast(outbox_id: int, loaded: Outbox | None = None) -> Outbox | None:
     """The common case in two statements instead of a locked transaction: a pending row of a channel without
     per-customer rules or account limits is claimed with one conditional UPDATE (pending → sending). Anything
-    else (or losing the race) returns None and goes through ``_outbox_claim``."""
-    outbox = (
-        Outbox.objects.select_related("message__conversation__customer", "channel")
-        .filter(pk=outbox_id, status=Outbox.Status.PENDING)
-        .first()
-    )
+    else (or losing the race) returns None and goes through ``_outbox_claim``. With ``loaded`` (a pending row
+    just created by this process), only the UPDATE."""
+    if loaded is not None and loaded.pk == outbox_id and loaded.status == Outbox.Status.PENDING:
+        outbox = loaded
+    else:
+        outbox = (
+            Outbox.objects.select_related("message__conversation__customer", "channel")
+            .filter(pk=outbox_id, status=Outbox.Status.PENDING)
+            .first()
+        )
     if outbox is None or _window_policy(outbox.channel) is not None:
         return None
     if ratelimit.limits_for(outbox.channel.kind, outbox.channel.settings).active:

@@ -307,6 +307,9 @@ KEFU_OUTBOX_MAX_COUNTDOWN_SECONDS = env.int("KEFU_OUTBOX_MAX_COUNTDOWN_SECONDS",
 # Exponential backoff with jitter after a failed send: about base * 2**(attempt-1) seconds, capped
 KEFU_OUTBOX_BACKOFF_BASE_SECONDS = env.float("KEFU_OUTBOX_BACKOFF_BASE_SECONDS", default=2.0)
 KEFU_OUTBOX_BACKOFF_CAP_SECONDS = env.float("KEFU_OUTBOX_BACKOFF_CAP_SECONDS", default=3600.0)
+# The inbound task sends the bot's reply itself right after commit (same claim, key and limits as send_outbox)
+# instead of queueing a send_outbox task; false = always through the outbound queue
+KEFU_SEND_INLINE = env.bool("KEFU_SEND_INLINE", default=True)
 # Celery's Django fixup closes every database connection before and after each task (a new PostgreSQL
 # connection per task, ~10 ms) unless this is set: reuse them for this many tasks. CONN_MAX_AGE and the health
 # check after an error still apply (close_old_connections on task_prerun, config/celery.py). 0 = close each time;

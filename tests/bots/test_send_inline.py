@@ -1,0 +1,141 @@
+"""The inbound task sends the bot's reply itself (``KEFU_SEND_INLINE``): one Celery hop less per message, with the
+same outbox row, claim and idempotency key. Real PostgreSQL, Redis, Celery workers and a fake bridge over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from bots import services
+from bots.channels.base import InboundMessage
+from bots.models import Channel, Customer, Message, Outbox
+from bots.services import outbound
+from bots.tasks import process_message
+from tests.conftest import running_worker, wait_for
+from tests.fakes.wechat_api import FakeWeChat
+
+SECRET = "inline-secret"
+
+
+@pytest.fixture
+def fake():
+    with FakeWeChat.start() as server:
+        server.bridge_secret = SECRET
+        yield server
+
+
+@pytest.fixture
+def bridge(fake, db):
+    return Channel.objects.create(
+        kind=Channel.Kind.BRIDGE,
+        slug="inline",
+        name="inline",
+        settings={"send_url": fake.base_url + "/bridge/send", "rate_per_hour": 0, "min_gap_seconds": 0},
+        secrets=json.dumps({"secret": SECRET}),
+    )
+
+
+def _receive(channel: Channel, external_id: str, sender: str = "wxid_inline_1", text: str = "你好") -> Message:
+    message, created = services.message_receive(
+        channel=channel, inbound=InboundMessage(external_id=external_id, sender_id=sender, type="text", text=text)
+    )
+    assert created
+    return message
+
+
+def _reply_to(message: Message) -> Message | None:
+    return Message.objects.filter(reply_to=message, direction=Message.Direction.OUT).first()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_of_the_inbound_queue_alone_delivers_the_reply(redis_clean, fake, bridge, greeting_rule, settings):
+    settings.KEFU_SEND_INLINE = True
+    message = _receive(bridge, "in-1")
+    with running_worker(queues=("inbound",)):  # nobody consumes "outbound"
+        reply = wait_for(lambda: (r := _reply_to(message)) and r.status == Message.Status.SENT and r)
+    outbox = Outbox.objects.get(message=reply)
+    assert (outbox.status, outbox.attempts) == (Outbox.Status.SENT, 1)
+    deliveries = fake.requests_to("/bridge/send")
+    assert len(deliveries) == 1
+    assert deliveries[0].header("Idempotency-Key") == outbox.idempotency_key
+    assert not redis_clean.exists(outbound._queued_key(outbox.pk))  # no send_outbox task was ever queued
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_inline_sending_off_the_reply_waits_for_the_outbound_queue(
+    redis_clean, fake, bridge, greeting_rule, settings
+):
+    settings.KEFU_SEND_INLINE = False
+    message = _receive(bridge, "in-2")
+    with running_worker(queues=("inbound",)):
+        reply = wait_for(lambda: _reply_to(message))
+    assert Outbox.objects.get(message=reply).status == Outbox.Status.PENDING
+    assert fake.requests_to("/bridge/send") == []
+    with running_worker(queues=("outbound",)):
+        wait_for(lambda: Outbox.objects.get(message=reply).status == Outbox.Status.SENT)
+    assert len(fake.requests_to("/bridge/send")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_inbound_task_finishes_a_send_its_killed_run_left_pending(
+    redis_clean, fake, bridge, greeting_rule, settings
+):
+    """The first run committed the reply and died before sending it (no send task queued): the broker redelivers
+    the task (acks_late), which finds the message processed and sends the reply, once."""
+    settings.KEFU_SEND_INLINE = True
+    message = _receive(bridge, "in-3")
+    services.conversation_handle(message_id=message.pk)  # decided and committed, send queued...
+    redis_clean.flushdb()  # ...but the queued task and its mark died with the broker: as after a crash
+    reply = _reply_to(message)
+    assert Outbox.objects.get(message=reply).status == Outbox.Status.PENDING
+
+    process_message.run(message.pk)  # the redelivered task, run in place
+    outbox = Outbox.objects.get(message=reply)
+    assert (outbox.status, outbox.attempts) == (Outbox.Status.SENT, 1)
+    process_message.run(message.pk)  # yet another copy: nothing more goes out
+    assert len(fake.requests_to("/bridge/send")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_inbound_task_leaves_a_queued_send_to_its_task(redis_clean, fake, bridge, greeting_rule):
+    message = _receive(bridge, "in-4")
+    services.conversation_handle(message_id=message.pk)  # queued a send_outbox task (and its mark)
+    reply = _reply_to(message)
+    assert outbound.reply_resume(reply_to_id=message.pk) == []
+    assert Outbox.objects.get(message=reply).status == Outbox.Status.PENDING
+    assert fake.requests_to("/bridge/send") == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_official_account_reply_is_never_sent_inline(redis_clean, fake, greeting_rule, settings):
+    """OA replies stay queued so a retried push can still take them as a (free) passive reply."""
+    settings.KEFU_SEND_INLINE = True
+    channel = Channel.objects.create(
+        kind=Channel.Kind.OA,
+        slug="oa-inline",
+        name="oa",
+        settings={"api_base": fake.base_url, "app_id": "wx1234567890abcdef", "passive_budget": 0},
+        secrets=json.dumps({"app_secret": "oa-secret", "token": "tok"}),
+    )
+    message = _receive(channel, "oa-1", sender="oOPENID1", text="你好")
+    reply = services.conversation_handle(message_id=message.pk, send_inline=True)
+    assert reply is not None
+    outbox = Outbox.objects.get(message=reply)
+    assert outbox.status == Outbox.Status.PENDING
+    assert redis_clean.exists(outbound._queued_key(outbox.pk))  # handed to a send_outbox task
+
+
+@pytest.mark.django_db
+def test_a_message_of_a_known_customer_is_stored_in_few_statements(redis_clean, bridge, django_assert_max_num_queries):
+    _receive(bridge, "q-1", sender="wxid_known")
+    assert Customer.objects.filter(external_id="wxid_known").exists()
+    with CaptureQueriesContext(connection) as captured:
+        _receive(bridge, "q-2", sender="wxid_known")
+    customer_selects = [q["sql"] for q in captured.captured_queries if 'FROM "bots_customer"' in q["sql"]]
+    assert len(customer_selects) == 1  # read and locked at once, not get_or_create + a second locked read
+    assert "FOR UPDATE" in customer_selects[0]
+    with django_assert_max_num_queries(10):
+        _receive(bridge, "q-3", sender="wxid_known")
