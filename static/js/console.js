@@ -315,6 +315,9 @@
           if (payload.message_id && payload.delivery) setDelivery(payload.message_id, payload.delivery, payload.reason_label);
         }
         break;
+      case "channel.limit_warning": // supervisors: a sending account reached 80 % of its hourly limit
+        if (payload.message) notice(payload.message, "error");
+        break;
       default:
         break;
     }

@@ -27,6 +27,7 @@ from core import realtime
 from core.checks import sending_limits_check
 from core.errors import ApplicationError
 from core.models import AuditLog
+from tests.e2e.conftest import asgi_server, browser  # noqa: F401  (daphne and headless Chromium)
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_750_000_000.0
@@ -157,6 +158,31 @@ def test_no_banner_when_no_account_is_near_its_limit(redis_clean, admin_client):
     assert "kefu-limit-alerts" not in admin_client.get("/admin/").content.decode()
     page = admin_client.get("/admin/bots/channel/").content.decode()
     assert "2 / 10" in page and "kefu-limit-alert" not in page
+
+
+@pytest.mark.django_db
+def test_limits_api_shows_each_account_and_needs_view_channel(redis_clean):
+    from django.contrib.auth.models import Permission
+    from rest_framework.test import APIClient
+
+    _bridge(rate_per_hour=10, min_gap_seconds=0)
+    Channel.objects.create(kind="web", slug="site", name="site")
+    _take("shop", 8, limit=10)
+    api = APIClient()
+    api.force_authenticate(User.objects.create_superuser("root", "root@example.com", "Root-pass-long-1"))
+    rows = {row["channel"]: row for row in api.get("/api/v1/channels/limits/").json()}
+    shop = rows["shop"]
+    assert (shop["limit"], shop["used"], shop["remaining"], shop["percent"], shop["alert"]) == (10, 8, 2, 80, True)
+    assert shop["resets_at"] is not None and shop["available"] is True
+    assert (rows["site"]["limit"], rows["site"]["remaining"], rows["site"]["alert"]) == (0, None, False)
+
+    operator = User.objects.create_user("op", password="Op-pass-long-1", is_staff=True)
+    operator.user_permissions.add(Permission.objects.get(codename="view_message"))
+    api.force_authenticate(operator)
+    assert api.get("/api/v1/channels/limits/").status_code == 403
+    operator.user_permissions.add(Permission.objects.get(codename="view_channel"))
+    api.force_authenticate(User.objects.get(pk=operator.pk))
+    assert api.get("/api/v1/channels/limits/").status_code == 200
 
 
 # --- production guard -------------------------------------------------------------------------------------------
@@ -312,3 +338,29 @@ def test_send_again_needs_change_permission(redis_clean, client):
     client.post("/admin/bots/outbox/", {"action": "send_again", "_selected_action": [row.pk]})
     assert Outbox.objects.get(pk=row.pk).status == Outbox.Status.DEAD
     assert not AuditLog.objects.filter(action="action:send_again").exists()
+
+
+# --- the supervisor's console shows the alert (real Chromium, daphne, Redis) -------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_supervisors_console_shows_the_limit_alert(browser, asgi_server, redis_clean):  # noqa: F811
+    from django.contrib.auth.models import Group
+    from playwright.sync_api import expect
+
+    password = "browser-test-pass-1"
+    boss = User.objects.create_user("boss", password=password)
+    Group.objects.get_or_create(name="supervisor")[0].user_set.add(boss)
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    page.goto(f"{asgi_server}/console/")
+    page.fill("#id_username", "boss")
+    page.fill("#id_password", password)
+    page.click("#login-submit")
+    page.wait_for_url(f"{asgi_server}/console/")
+    expect(page.locator("#ws-status")).to_have_class("status online")
+    assert usage_alert(channel_slug="shop-wx", taken=160, limit=200)  # outside a transaction: published at once
+    expect(page.locator("#notice")).to_contain_text("shop-wx")
+    expect(page.locator("#notice")).to_contain_text("160")
+    context.close()
