@@ -19,6 +19,7 @@ from bots.channels.base import InboundMessage
 from bots.models import Channel, Conversation, Customer, Message, Outbox
 from knowledge.models import KeywordRule
 from tests.e2e.conftest import login
+from tests.routing.conftest import make_agent, make_customer, make_group  # noqa: F401
 
 SQLI = [
     "' OR 1=1 --",
@@ -148,6 +149,44 @@ def test_sqli_through_the_simulator_and_the_console_search(data, client):
     listed = client.get(f"/simulator/api/customers/{customer.id}/messages/").json()["messages"]
     assert [m["content"] for m in listed if m["direction"] == "in"][1:] == SQLI
     _tables_intact()
+
+
+@pytest.mark.django_db
+def test_sqli_through_the_console(data, make_customer, make_group, make_agent):  # noqa: F811
+    from django.test import Client
+
+    from routing.models import TicketEvent
+    from routing.services import handoff_start, ticket_claim
+
+    pre = make_group("pre", auto_assign=False, is_default=True)
+    agent = make_agent("alice", [pre])
+    ticket = handoff_start(make_customer("王五").conversation.id, "customer_request", text="转人工")
+    ticket_claim(ticket.id, agent.id)
+    client = Client()
+    client.force_login(agent)
+    before = _tables_intact()
+    for payload in SQLI:
+        assert client.get("/console/api/canned/", {"q": payload}).json() == {"replies": []}
+        assert client.get("/console/api/state/", {"group": payload}).status_code == 200
+        assert client.get(f"/console/api/tickets/{payload}/").status_code == 404
+        reply = client.post(
+            f"/console/api/tickets/{ticket.id}/reply/", json.dumps({"text": payload}), content_type="application/json"
+        )
+        assert reply.status_code == 201
+        assert Message.objects.get(pk=reply.json()["message"]["id"]).content == payload
+        note = client.post(
+            f"/console/api/tickets/{ticket.id}/note/", json.dumps({"text": payload}), content_type="application/json"
+        )
+        assert note.status_code == 201 and TicketEvent.objects.get(pk=note.json()["note"]["id"]).text == payload
+        transfer = client.post(
+            f"/console/api/tickets/{ticket.id}/transfer/",
+            json.dumps({"group_id": payload, "agent_id": payload}),
+            content_type="application/json",
+        )
+        assert transfer.status_code == 400
+    after = _tables_intact()
+    assert after["bots_message"] == before["bots_message"] + len(SQLI)
+    assert after["auth_user"] == before["auth_user"]
 
 
 @pytest.mark.django_db
