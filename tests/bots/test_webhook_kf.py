@@ -89,7 +89,7 @@ def test_callback_pulls_every_page_stores_once_and_answers_through_send_msg(clie
     fake.set_kf_pages(pages())
     started = time.monotonic()
     response = callback(client)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5  # acked well inside WeChat's 5 s, never after the NLP
     assert (response.status_code, response.content) == (200, b"")
 
     wait_for(lambda: Message.objects.filter(external_id__isnull=False).count() == 4)
