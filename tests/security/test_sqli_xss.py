@@ -305,6 +305,7 @@ def test_xss_through_the_simulator_into_the_console_and_the_admin(browser, asgi_
     sim.click("#create-customer")
     expect(sim.locator("#ws-status")).to_have_class("status online")
     for n, payload in enumerate(XSS, start=1):
+        expect(sim.locator("#message-input")).to_have_value("")  # the previous send finished (it clears the box)
         sim.fill("#message-input", payload)
         sim.press("#message-input", "Enter")
         expect(sim.locator("#transcript li.in .bubble")).to_have_count(n)  # one at a time: a fixed order
