@@ -2,9 +2,9 @@
 
 | group | staff (admin) | permissions |
 |---|---|---|
-| operator | yes | everything in the knowledge app (rules, FAQ, intents, models, products); view conversations, messages |
+| operator | yes | everything in the knowledge app (rules, FAQ, intents, models, products) and the sensitive-word lists; review sensitive-word hits; view conversations, messages, outbox, channels (sending-limit usage) |
 | agent | no | none: the agent console (/console/, login at /accounts/login/) checks ticket visibility itself |
-| supervisor | yes | view everything in bots and routing, change tickets (reassign); view knowledge; export and erase a customer's data (PIPL) |
+| supervisor | yes | view everything in bots and routing, change tickets (reassign); view knowledge and sensitive words; export and erase a customer's data (PIPL) |
 | auditor | yes | view the audit log, nothing else |
 | admin | superuser | everything |
 
@@ -18,12 +18,21 @@ from core.permissions import AGENT, AUDITOR, OPERATOR, SUPERVISOR
 
 # group -> grants: (app_label, action or None for every permission of the app, model names or None for all)
 GROUPS: dict[str, list[tuple[str, str | None, tuple[str, ...] | None]]] = {
-    OPERATOR: [("knowledge", None, None), ("bots", "view", ("conversation", "message"))],
+    OPERATOR: [
+        ("knowledge", None, None),
+        # what the bot said and whether it went out: held/blocked replies with their reasons, sending-limit usage
+        ("bots", "view", ("conversation", "message", "outbox", "channel")),
+        # sensitive-word lists are content rules like keyword rules; hits are reviewed by operators
+        ("core", None, ("sensitivewordlist", "sensitiveword")),
+        ("core", "view", ("sensitivehit",)),
+        ("core", "change", ("sensitivehit",)),
+    ],
     SUPERVISOR: [
         ("bots", "view", None),
         ("routing", "view", None),
         ("routing", "change", ("ticket",)),
         ("knowledge", "view", None),
+        ("core", "view", ("sensitivewordlist", "sensitiveword", "sensitivehit")),
         # PIPL: export and erase a customer's data (bots.privacy_api, the Customer admin actions)
         ("bots", "export", ("customer",)),
         ("bots", "erase", ("customer",)),

@@ -20,7 +20,10 @@ def test_each_role_gets_only_its_permissions():
     operator = _perms("operator")
     assert {"knowledge.change_keywordrule", "knowledge.add_faq", "knowledge.delete_intent"} <= operator
     assert {"bots.view_conversation", "bots.view_message"} <= operator
-    assert not any(p.startswith(("routing.", "core.", "auth.")) for p in operator)
+    assert not any(p.startswith(("routing.", "auth.")) for p in operator)
+    assert {"core.add_sensitiveword", "core.change_sensitivewordlist", "core.change_sensitivehit"} <= operator
+    assert not {p for p in operator if p.startswith("core.") and "sensitive" not in p}  # no audit log
+    assert {"bots.view_outbox", "bots.view_channel"} <= operator
     assert not {p for p in operator if p.startswith("bots.") and not p.startswith("bots.view_")}
 
     supervisor = _perms("supervisor")
@@ -81,6 +84,10 @@ def test_seed_users_repairs_old_demo_groups_and_users_without_touching_passwords
         ("operator", "/admin/auth/user/", 403),
         ("operator", "/admin/routing/ticket/", 403),
         ("operator", "/admin/core/auditlog/", 403),
+        ("operator", "/admin/core/sensitivewordlist/add/", 200),
+        ("operator", "/admin/bots/channel/", 200),
+        ("operator", "/admin/bots/outbox/", 200),
+        ("supervisor", "/admin/core/sensitivewordlist/add/", 403),
         ("supervisor", "/admin/routing/ticket/", 200),
         ("supervisor", "/admin/bots/conversation/", 200),
         ("supervisor", "/admin/knowledge/keywordrule/add/", 403),
