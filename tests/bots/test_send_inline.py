@@ -139,3 +139,41 @@ def test_a_message_of_a_known_customer_is_stored_in_few_statements(redis_clean, 
     assert "FOR UPDATE" in customer_selects[0]
     with django_assert_max_num_queries(10):
         _receive(bridge, "q-3", sender="wxid_known")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_during_an_inline_send_delivers_exactly_once(redis_clean, fake, bridge, greeting_rule):
+    """``kill -9`` of a real worker (subprocess) while its inbound task waits on the bridge: the row is left
+    'sending' under a dead claim; the sweeper hands it to a new worker, whose retry the bridge drops (same key)."""
+    from tests.bots.test_worker_kill import Worker
+
+    fake.delay_next("/bridge/send", 30.0)  # the bridge takes the message, then holds its answer
+    message = _receive(bridge, "kill-inline-1")
+    started: list[Worker] = []
+    try:
+        started.append(Worker("inline-a"))  # consumes inbound (and outbound): KEFU_SEND_INLINE defaults to on
+        try:
+            wait_for(lambda: len(fake.bridge_deliveries) == 1, timeout=60)
+        except BaseException:
+            print(started[0].output())
+            raise
+        reply = _reply_to(message)
+        outbox = Outbox.objects.get(message=reply)
+        assert outbox.status == Outbox.Status.SENDING
+        assert not redis_clean.exists(outbound._queued_key(outbox.pk))  # sent inline: no send task was queued
+        started[0].kill9()
+
+        started.append(Worker("inline-b"))
+        wait_for(lambda: services.sweep_outbox() == [outbox.pk], timeout=10)
+        try:
+            wait_for(lambda: Outbox.objects.get(pk=outbox.pk).status == Outbox.Status.SENT, timeout=60)
+        except BaseException:
+            print(started[1].output())
+            raise
+    finally:
+        for worker in started:
+            worker.stop()
+    outbox.refresh_from_db()
+    assert outbox.attempts == 2
+    assert len(fake.bridge_deliveries) == 1 and fake.bridge_duplicates == 1
+    assert Message.objects.get(pk=message.pk).status == Message.Status.PROCESSED
