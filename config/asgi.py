@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels (daphne serves both)."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels (uvicorn serves both in the Procfile, daphne in
+the embedded mode and the browser tests)."""
 
 import os
 

@@ -29,3 +29,23 @@ def _quiet_per_task_lines(**kwargs) -> None:
     volume (and of honcho's CPU relaying it). The tasks' own log lines carry ``task_id``; failures still log."""
     for name in ("celery.app.trace", "celery.worker.strategy"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@signals.worker_init.connect
+def _warm_up_decisions(**kwargs) -> None:
+    """With ``KEFU_WORKER_WARM_UP=1`` (the Procfile's reply worker) build the decision caches (rules, FAQ index,
+    intent model, sentence embedder) once in the parent process, before the pool forks: every child starts warm and
+    shares those pages copy-on-write, and ``gc.freeze`` keeps full collections from walking them mid-decision.
+    The parent's database connections are closed afterwards so no child inherits one."""
+    if os.environ.get("KEFU_WORKER_WARM_UP", "") not in {"1", "true", "yes"}:
+        return
+    from django.db import connections
+
+    from knowledge.services.pipeline import decide_warm_up
+
+    try:
+        decide_warm_up(freeze_gc=True)
+    except Exception:  # noqa: BLE001 - a cold start is slower, not broken
+        logging.getLogger(__name__).exception("decision warm-up failed; workers start cold")
+    finally:
+        connections.close_all()
