@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from itertools import combinations_with_replacement
 from pathlib import Path
 
@@ -363,11 +362,11 @@ def test_long_input_hit_near_the_end_maps_to_the_right_span(matcher):
     assert result.masked_text == "好" * 4990 + MASK_CHAR * 5 + "好" * 5
 
 
-def test_scanning_is_fast_enough():
+def test_a_large_list_finds_exactly_its_words_in_a_long_text():
+    # Throughput is measured by `manage.py bench_textfilter`, not asserted here.
     words = [Word(f"敏感词{i}号", "c", Action.FLAG) for i in range(2000)]
     m = Matcher.build(words)
     text = ("你好，请问这个什么时候发货？加我微 信😀 敏感词17号 " * 8)[:200]
-    started = time.perf_counter()
-    for _ in range(2000):
-        m.scan(text)
-    assert time.perf_counter() - started < 2.0  # ~50x headroom on a slow CI core
+    result = m.scan(text)
+    assert result.hits and {h.word for h in result.hits} == {"敏感词17号"}
+    assert result.action is Action.FLAG

@@ -6,7 +6,6 @@ Measured: hit@1 0.92 / hit@3 0.98 with embeddings, 0.87 / 0.98 lexical only.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -104,9 +103,7 @@ def test_off_topic_messages_get_low_confidence(matcher, test_set):
 
 @pytest.mark.parametrize("text", ["", "   ", "？？", "😊", "退款" * 3000])
 def test_odd_messages_do_not_raise(matcher, text):
-    start = time.perf_counter()
     hits = matcher.search(text, k=3)
-    assert time.perf_counter() - start < 1.0
     assert len(hits) <= 3
     if not normalize(text):
         assert hits == []

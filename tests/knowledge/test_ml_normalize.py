@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import time
 
 import pytest
 
@@ -44,14 +43,11 @@ def test_never_raises_on_odd_input():
     assert normalize(None) == ""  # type: ignore[arg-type]
 
 
-def test_long_message_is_truncated_and_fast():
+def test_long_message_is_truncated():
     raw = "請問這個商品什麼時候發貨？😊 " * 400  # ~6,000 characters
-    start = time.perf_counter()
     out = normalize(raw)
-    elapsed = time.perf_counter() - start
     assert 0 < len(out) <= MAX_LENGTH
     assert out.startswith("请问这个商品什么时候发货?")
-    assert elapsed < 0.2
 
 
 def test_idempotent():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -250,15 +249,13 @@ def test_struct_of_arrays_agrees_with_results_and_zset_mapping():
     assert scores.zset_mapping() == {"7": results[0].score, "8": results[1].score, "9": 0.0}
 
 
-def test_hundred_thousand_customers_score_well_under_a_second():
+def test_hundred_thousand_customers_score_in_one_vectorised_pass():
+    # Speed is a benchmark figure (rfm_recompute prints it), not a timed assertion.
     rng = np.random.default_rng(0)
     n = 100_000
     freq = rng.geometric(0.35, size=n) - 1
     rec = rng.exponential(60, size=n).round()
     mon = (freq * rng.lognormal(4.5, 0.8, size=n)).round(2)
-    start = time.perf_counter()
     scores = rfm_score_arrays(np.arange(n), rec, freq, mon)
-    elapsed = time.perf_counter() - start
     assert len(scores) == n
     assert set(np.unique(scores.r).tolist()) <= {1, 2, 3, 4, 5}
-    assert elapsed < 1.0, f"{elapsed:.3f}s"
