@@ -374,7 +374,8 @@ def test_gap_held_messages_drain_one_slot_each(celery_worker, fake):
     wait_for(lambda: Outbox.objects.filter(pk__in=[r.pk for r in rows], status=Outbox.Status.SENT).count() == 4)
     arrivals = sorted(r.received_at for r in fake.requests_to("/bridge/send"))
     assert len(arrivals) == 4
-    assert all(b - a >= 0.28 for a, b in zip(arrivals, arrivals[1:], strict=False))
+    # the limiter spaces the claims 0.3-0.4 s apart; HTTP latency under a loaded CI machine can eat part of that
+    assert all(b - a >= 0.2 for a, b in zip(arrivals, arrivals[1:], strict=False))
     assert Outbox.objects.filter(pk__in=[r.pk for r in rows]).values_list("attempts", flat=True).distinct().get() == 1
 
 
