@@ -8,6 +8,7 @@ from bots import services
 from bots.channels.base import InboundMessage
 from bots.models import Customer, Message
 from core import crypto
+from core.models import AuditLog
 
 OLD = "k1:" + "YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE="
 NEW = "k2:" + "YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmI="
@@ -55,6 +56,9 @@ def test_rotate_keys_reencrypts_everything_and_resumes(settings, web_channel):
             cursor.execute("UPDATE bots_message SET content = %s WHERE id = %s", [crypto.reencrypt(value), pk])
     call_command("rotate_keys", batch_size=2)
     assert {crypto.encrypted_with(v) for v in _raw("bots_message", "content")} == {"k2"}
+    rotation = AuditLog.objects.get(action="keys.rotate")  # audited, without any key material
+    assert rotation.actor_username.startswith("cli:rotate_keys:") and rotation.after["primary_key_id"] == "k2"
+    assert rotation.after["rows_reencrypted"] >= 4
     assert {crypto.encrypted_with(v) for v in _raw("bots_customer", "nickname")} == {"k2"}
     settings.KEFU_FIELD_KEYS = NEW  # the old key can now be dropped
     assert sorted(Message.objects.values_list("content", flat=True)) == [f"内容{n}" for n in range(7)]

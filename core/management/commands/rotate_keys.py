@@ -4,11 +4,14 @@ Rows already under the primary key are skipped, so a run that was interrupted si
 stopped when started again. Raw SQL keeps ``updated_at`` and other auto fields untouched.
 """
 
+import getpass
+
 from django.apps import apps
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 
 from core import crypto
+from core.audit import audit_record
 from core.fields import EncryptedTextField
 
 
@@ -69,4 +72,12 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {label}: {done}/{todo}")
             total += done
         verb = "would re-encrypt" if dry_run else "re-encrypted"
+        if not dry_run:
+            # key changes are audited like every other change of keys (the key material never is)
+            audit_record(
+                actor=f"cli:rotate_keys:{getpass.getuser()}",
+                action="keys.rotate",
+                target="core.crypto",
+                after={"primary_key_id": primary, "rows_reencrypted": total},
+            )
         self.stdout.write(self.style.SUCCESS(f"rotate_keys: {verb} {total} row(s)"))
