@@ -7,6 +7,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from core import logging as klog
 from core import realtime
+from core.permissions import can_use_simulator
 
 logger = logging.getLogger(__name__)
 
@@ -16,7 +17,7 @@ class SimulatorConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self):
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_staff:
+        if not await database_sync_to_async(can_use_simulator)(user):
             await self.close(code=4401)
             return
         customer_id = self.scope["url_route"]["kwargs"]["customer_id"]

@@ -4,6 +4,8 @@ import json
 import uuid
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import user_passes_test
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
@@ -12,8 +14,20 @@ from django.views.decorators.http import require_GET, require_POST
 from bots import selectors, services
 from bots.channels.base import InboundMessage
 from core.errors import ApplicationError
+from core.permissions import can_use_simulator
 
 MAX_TEXT = 5000
+
+
+def simulator_required(view):
+    """Staff login (redirect to the admin login) and then the simulator permission (403 for e.g. the auditor)."""
+
+    def check(user) -> bool:
+        if can_use_simulator(user):
+            return True
+        raise PermissionDenied
+
+    return staff_member_required(user_passes_test(check)(view))
 
 
 def _json_body(request) -> dict:
@@ -35,13 +49,13 @@ def _channel():
     return channel
 
 
-@staff_member_required
+@simulator_required
 @require_GET
 def simulator_page(request):
     return render(request, "bots/simulator.html", {"customers": selectors.web_customers_list()})
 
 
-@staff_member_required
+@simulator_required
 @require_POST
 def customer_create(request):
     nickname = str(_json_body(request).get("nickname", "")).strip()[:50] or _("Test customer")
@@ -49,7 +63,7 @@ def customer_create(request):
     return JsonResponse({"id": customer.id, "nickname": customer.nickname}, status=201)
 
 
-@staff_member_required
+@simulator_required
 @require_GET
 def customer_messages(request, customer_id: int):
     customer = selectors.web_customer_get(customer_id=customer_id)
@@ -59,7 +73,7 @@ def customer_messages(request, customer_id: int):
     return JsonResponse({"customer": {"id": customer.id, "nickname": customer.nickname}, "messages": messages})
 
 
-@staff_member_required
+@simulator_required
 @require_POST
 def message_send(request, customer_id: int):
     customer = selectors.web_customer_get(customer_id=customer_id)

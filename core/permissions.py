@@ -19,6 +19,18 @@ def user_in_group(user, name: str) -> bool:
     return user.is_superuser or user.groups.filter(name=name).exists()
 
 
+def can_use_simulator(user) -> bool:
+    """The chat simulator talks to the bot as a web customer and shows its conversations: staff who may read
+    conversations' messages (operators, supervisors, superusers), not e.g. the auditor."""
+    return bool(
+        user
+        and getattr(user, "is_authenticated", False)
+        and user.is_active
+        and user.is_staff
+        and user.has_perm("bots.view_message")
+    )
+
+
 def can_view_audit_log(user) -> bool:
     return bool(user and user.is_active and user.has_perm("core.view_auditlog"))
 

@@ -3,7 +3,7 @@
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import AnonymousUser, User
+from django.contrib.auth.models import AnonymousUser, Permission, User
 
 from bots import services
 from bots.channels.base import InboundMessage
@@ -23,6 +23,7 @@ def _communicator(customer_id: int, user, since: int | None = None) -> Websocket
 
 def test_events_are_pushed_live_and_replayed_after_reconnect(redis_clean, web_channel):
     staff = User.objects.create_user("staff", password="pw-long-enough-1", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_message", content_type__app_label="bots"))
     customer = services.web_customer_create(channel=web_channel, nickname="A")
 
     async def scenario():

@@ -9,7 +9,7 @@ import json
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -195,6 +195,7 @@ def test_the_simulator_socket_refuses_agents_and_non_web_customers(redis_clean, 
     web = services.web_customer_create(channel=web_channel, nickname="测试")
     agent = User.objects.create_user("agent9", password="pw-long-enough-1")
     staff = User.objects.create_user("staff9", password="pw-long-enough-1", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_message", content_type__app_label="bots"))
 
     def connect(user, customer_id):
         client = _client(user)

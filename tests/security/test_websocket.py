@@ -4,7 +4,7 @@ and a same-origin socket without a logged-in staff user is closed by the consume
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 
 from bots import services
 from config.asgi import application
@@ -62,6 +62,7 @@ def _connect(path: str, origin: str, session_cookie: str | None = None):
 @pytest.fixture
 def staff_session(client):
     user = User.objects.create_user("staff", password="Staff-pass-long-1", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_message", content_type__app_label="bots"))
     client.force_login(user)
     return client.cookies["sessionid"].value
 
@@ -79,6 +80,20 @@ def test_cross_origin_handshake_is_refused_even_with_a_valid_session(redis_clean
 def test_same_origin_anonymous_socket_is_closed(redis_clean, web_channel):
     customer = services.web_customer_create(channel=web_channel, nickname="A")
     assert _connect(f"/ws/simulator/{customer.id}/", "http://testserver") == (False, 4401)
+
+
+@transactional
+def test_staff_without_the_message_permission_gets_no_simulator(client, redis_clean, web_channel):
+    """Least privilege: the auditor (staff, audit log only) may neither open the simulator nor its socket."""
+    auditor = User.objects.create_user("aud", password="Aud-pass-long-1", is_staff=True)
+    client.force_login(auditor)
+    customer = services.web_customer_create(channel=web_channel, nickname="A")
+    assert client.get("/simulator/").status_code == 403
+    assert client.post(f"/simulator/api/customers/{customer.id}/send/", "{}", "application/json").status_code == 403
+    assert _connect(f"/ws/simulator/{customer.id}/", "http://testserver", client.cookies["sessionid"].value) == (
+        False,
+        4401,
+    )
 
 
 @pytest.mark.browser
