@@ -627,6 +627,14 @@ def outbox_retry(*, outbox_id: int) -> Outbox:
         raise ApplicationError("this message is sent or being sent", code="outbox_not_retryable")
     if outbox.reason == "sensitive_word":  # core.sensitive.REASON: the text itself may not go out
         raise ApplicationError("this reply contains a blocked word; send a new text", code="outbox_sensitive_word")
+    if outbox.reason in ("unsubscribed", "erased"):  # subscription.REASON_UNSUBSCRIBED, privacy.REASON_ERASED
+        customer = Customer.objects.only("unsubscribed_at", "erased_at").get(
+            conversations__messages__id=outbox.message_id
+        )
+        if customer.erased_at is not None or (outbox.reason == "unsubscribed" and customer.unsubscribed_at):
+            raise ApplicationError(
+                "the customer unsubscribed or was erased; this message may not be sent", code="outbox_refused"
+            )
     now = timezone.now()
     outbox.status = Outbox.Status.PENDING
     outbox.attempts = 0

@@ -19,8 +19,9 @@ from django.utils import translation
 from bots import pii, services
 from bots.channels.base import InboundMessage
 from bots.models import Customer, Message, Outbox
-from bots.services import privacy, subscription
+from bots.services import outbound, privacy, subscription
 from core import crypto
+from core.errors import ApplicationError
 from core.models import AuditLog
 from tests.routing.conftest import make_agent, make_group  # noqa: F401 (fixtures)
 
@@ -169,6 +170,11 @@ def test_unsubscribe_blocks_proactive_messages_while_direct_replies_still_go(
     survey = Message.objects.filter(conversation_id=hello.conversation_id, trace__routing="csat_question").get()
     blocked = Outbox.objects.get(message=survey)
     assert (blocked.status, blocked.reason, survey.status) == ("blocked", "unsubscribed", "blocked")
+    # an operator's "send again" cannot override the customer's 退订 while it stands
+    with pytest.raises(ApplicationError) as refused:
+        outbound.outbox_retry(outbox_id=blocked.id)
+    assert refused.value.code == "outbox_refused"
+    assert Outbox.objects.get(pk=blocked.pk).status == Outbox.Status.BLOCKED
 
     # 恢复 turns proactive messages back on
     again = _say(web_channel, "s-3", "恢复")
