@@ -42,22 +42,52 @@ _local_seq = itertools.count(1)  # embedded mode only (no Redis)
 _local_log: dict[str, list[dict]] = {}
 
 
-def _record(group: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+# One round trip per event: number it, keep it in the backlog (the envelope is the JSON ``prefix`` + seq +
+# ``suffix``, byte for byte what json.dumps gives), and count the channel layer's members of the group (its
+# sorted set ``<prefix>:group:<name>``, see channels_redis ``_group_key``) so an event nobody listens to live is
+# not sent (most customer and conversation groups: only the simulator and an agent looking at the conversation
+# subscribe). A client that joins later still replays it from the backlog.
+_RECORD_LUA = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], seq, ARGV[1] .. seq .. ARGV[2])
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[3]) - 1)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+local members = 1
+if KEYS[3] ~= '' then members = redis.call('ZCARD', KEYS[3]) end
+return {seq, members}
+"""
+_record_script = None
+
+
+def _layer_group_key(group: str) -> str:
+    """The channel layer's Redis key of ``group`` when the layer lives on ``REDIS_URL`` (one host), else ""."""
+    layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}
+    config = (layers.get("default") or {}).get("CONFIG") or {}
+    if (layers.get("default") or {}).get("BACKEND") != "channels_redis.core.RedisChannelLayer":
+        return ""
+    if config.get("hosts") != [settings.REDIS_URL]:
+        return ""
+    return f"{config.get('prefix', 'asgi')}:group:{group}"
+
+
+def _record(group: str, event: str, payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Number and keep the event; returns (envelope, whether the group may have live members)."""
+    global _record_script
     if settings.KEFU_EMBEDDED:
         envelope = {"event": event, "seq": next(_local_seq), "group": group, "payload": payload}
         _local_log.setdefault(group, []).append(envelope)
         del _local_log[group][: -settings.KEFU_REALTIME_BACKLOG]
-        return envelope
-    r = kredis.client()
-    seq = r.incr(kredis.key("rt", "seq", group))
-    envelope = {"event": event, "seq": seq, "group": group, "payload": payload}
-    log_key = kredis.key("rt", "log", group)
-    pipe = r.pipeline()
-    pipe.zadd(log_key, {json.dumps(envelope, ensure_ascii=False): seq})
-    pipe.zremrangebyrank(log_key, 0, -settings.KEFU_REALTIME_BACKLOG - 1)
-    pipe.expire(log_key, 86400)
-    pipe.execute()
-    return envelope
+        return envelope, True
+    if _record_script is None:
+        _record_script = kredis.client().register_script(_RECORD_LUA)
+    prefix = json.dumps({"event": event}, ensure_ascii=False)[:-1] + ', "seq": '
+    suffix = ", " + json.dumps({"group": group, "payload": payload}, ensure_ascii=False)[1:]
+    seq, members = _record_script(
+        keys=[kredis.key("rt", "seq", group), kredis.key("rt", "log", group), _layer_group_key(group)],
+        args=[prefix, suffix, settings.KEFU_REALTIME_BACKLOG, 86400],
+        client=kredis.client(),
+    )
+    return {"event": event, "seq": int(seq), "group": group, "payload": payload}, int(members) > 0
 
 
 _publisher: tuple[int, asyncio.AbstractEventLoop] | None = None
@@ -89,8 +119,9 @@ def _send(group: str, event: str, payload: dict[str, Any]) -> None:
     if event not in EVENTS:
         raise ValueError(f"unknown realtime event {event!r}")
     try:
-        envelope = _record(group, event, payload)
-        _group_send(group, {"type": "realtime.event", "envelope": envelope})
+        envelope, listened = _record(group, event, payload)
+        if listened:
+            _group_send(group, {"type": "realtime.event", "envelope": envelope})
     except Exception:  # a dead socket layer must never break the message path; clients replay on reconnect
         logger.exception("realtime publish failed", extra={"group": group, "event": event})
 

@@ -171,7 +171,9 @@ def conversation_handle(*, message_id: int, send_inline: bool = False) -> Messag
                     send_delay=_passive_hold_seconds(message.id) if passive else 0.0,
                     send_inline=send_inline,
                 )
-        elif message.type == Message.Type.TEXT and routing.csat_capture(conversation.id, message.content):
+        elif message.type == Message.Type.TEXT and routing.csat_capture(
+            conversation.id, message.content, customer_id=customer.id
+        ):
             message.trace = {"kind": "csat", "stage": "csat"}
         else:
             decision = knowledge.decide(
@@ -190,6 +192,7 @@ def conversation_handle(*, message_id: int, send_inline: bool = False) -> Messag
                 decision_kind=decision.kind,
                 decision_trace=decision.trace,
                 message_id=message.id,
+                conversation=conversation,
             )
             if reason:
                 message.trace = {**decision.trace, "handoff": reason}

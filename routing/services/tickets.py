@@ -15,13 +15,14 @@ anyone who sees the ticket. Errors are ``ApplicationError`` with these codes: ``
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 import unicodedata
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -404,15 +405,43 @@ def _csat_value(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-@transaction.atomic
-def csat_capture(conversation_id: int, text: str) -> bool:
+def csat_capture(conversation_id: int, text: str, *, customer_id: int | None = None) -> bool:
     """Call first for every customer message the bot would handle. When the customer's last resolved ticket
     asked the CSAT question (within ``KEFU_CSAT_WINDOW_MINUTES``), this message answers it: "1".."5" (also
     full-width, "5分", "5星") is stored, the customer is thanked and True is returned (the bot stays
-    silent); anything else lapses the question and returns False (the bot handles the message)."""
-    customer_id = Conversation.objects.filter(pk=conversation_id).values_list("customer_id", flat=True).first()
+    silent); anything else lapses the question and returns False (the bot handles the message).
+
+    ``customer_id`` (the conversation's, when the caller has it) saves a lookup. Almost every message has no
+    survey pending: one unlocked ``EXISTS`` answers that, and only a pending survey takes the locks (as before,
+    a survey asked by a transaction that has not committed yet is not seen: the message goes to the bot)."""
     if customer_id is None:
+        customer_id = Conversation.objects.filter(pk=conversation_id).values_list("customer_id", flat=True).first()
+        if customer_id is None:
+            return False
+    if not _csat_pending(customer_id):
         return False
+    return _csat_answer(conversation_id=conversation_id, customer_id=customer_id, text=text)
+
+
+@functools.cache
+def _csat_pending_sql() -> str:
+    meta, quote = Ticket._meta, connection.ops.quote_name
+    return (
+        f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('customer').column)} = %s "
+        f"AND {quote(meta.get_field('csat_state').column)} = %s LIMIT 1"
+    )
+
+
+def _csat_pending(customer_id: int) -> bool:
+    """Whether a survey waits for this customer's answer. A raw statement: it runs for every message the bot
+    handles, and the ORM's ``exists()`` spent ≈ 1 ms of CPU compiling it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_csat_pending_sql(), [customer_id, Ticket.CsatState.ASKED.value])
+        return cursor.fetchone() is not None
+
+
+@transaction.atomic
+def _csat_answer(*, conversation_id: int, customer_id: int, text: str) -> bool:
     crossing.conversation_lock(conversation_id)
     ticket = (
         Ticket.objects.select_for_update(of=("self",), no_key=True)
