@@ -13,13 +13,11 @@ stale timestamp or replay 403 (nothing stored), malformed or forbidden XML/JSON 
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable
 from functools import wraps
 
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from redis.exceptions import RedisError
@@ -31,6 +29,7 @@ from bots.channels.oa import ACK, OfficialAccountAdapter
 from bots.channels.registry import adapter_for
 from bots.channels.wecom_kf import WecomKfAdapter
 from bots.models import Channel, adapter_config
+from bots.services.common import first_row_sql
 from bots.services.inbound import passive_budget, passive_reply_wait
 from core import logging as klog
 from core import redis as kredis
@@ -47,23 +46,10 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message}}, status=status)
 
 
-@functools.cache
-def _channel_sql() -> str:
-    meta, quote = Channel._meta, connection.ops.quote_name
-
-    def col(name: str) -> str:
-        return quote(meta.get_field(name).column)
-
-    return (
-        f"SELECT * FROM {quote(meta.db_table)} WHERE {col('slug')} = %s AND {col('kind')} = %s "
-        f"AND {col('enabled')} ORDER BY {col('id')} LIMIT 1"
-    )
-
-
 def _enabled_channel(*, slug: str, kind: str) -> Channel | None:
     """The enabled channel of ``kind`` with ``slug``, read on every request (no cache: a disabled channel or a
     new secret applies at once), as a raw statement: ≈ 0.45 ms of CPU against ≈ 1 ms for the ORM query."""
-    return next(iter(Channel.objects.raw(_channel_sql(), [slug, kind])), None)
+    return next(iter(Channel.objects.raw(first_row_sql(Channel, ("slug", "kind"), ("enabled",)), [slug, kind])), None)
 
 
 def _webhook(kind: str, methods: list[str]) -> Callable:

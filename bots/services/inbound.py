@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import time
 import uuid
@@ -16,7 +15,7 @@ from redis.exceptions import RedisError
 from bots.channels.base import InboundMessage
 from bots.models import Channel, Conversation, Customer, Message, Outbox
 from bots.services import screening, subscription
-from bots.services.common import publish_message
+from bots.services.common import first_row_sql, publish_message
 from bots.services.outbound import reply_queue
 from core import logging as klog
 from core import realtime
@@ -44,23 +43,12 @@ def _conversation_for(customer: Customer, now: dt.datetime) -> Conversation:
     return Conversation.objects.create(customer=customer, channel=customer.channel, status=Conversation.Status.BOT)
 
 
-@functools.cache
-def _message_seen_sql() -> str:
-    meta, quote = Message._meta, connection.ops.quote_name
-
-    def col(name: str) -> str:
-        return quote(meta.get_field(name).column)
-
-    return (
-        f"SELECT * FROM {quote(meta.db_table)} WHERE {col('channel')} = %s AND {col('external_id')} = %s "
-        f"ORDER BY {col('id')} LIMIT 1"
-    )
-
-
 def _message_seen(*, channel_id: int, external_id: str) -> Message | None:
     """The message already stored with this id (a redelivery), or None. A raw statement: it runs on every
     webhook, ≈ 0.4 ms of CPU against ≈ 1.2 ms for the ORM query."""
-    return next(iter(Message.objects.raw(_message_seen_sql(), [channel_id, external_id])), None)
+    return next(
+        iter(Message.objects.raw(first_row_sql(Message, ("channel", "external_id")), [channel_id, external_id])), None
+    )
 
 
 @transaction.atomic
