@@ -257,6 +257,18 @@ def ticket_reply(ticket_id: int, agent_user_id: int, text: str) -> Message:
     message = crossing.agent_message_send(
         conversation_id=ticket.conversation_id, text=text, agent_user_id=agent_user_id, ticket_id=ticket.id
     )
+    if message.status == Message.Status.BLOCKED:
+        # a reply that may not go out (a blocked sensitive word) is no answer: the ticket keeps its state and its
+        # first-response time; the history still shows the attempt
+        _change(
+            ticket,
+            kind=TicketEvent.Kind.REPLIED,
+            event="ticket.updated",
+            actor_id=agent_user_id,
+            data={"message_id": message.id, "blocked": True},
+            extra={"message_id": message.id, "blocked": True},
+        )
+        return message
     now = timezone.now()
     _change(
         ticket,

@@ -292,3 +292,29 @@ def test_agents_customers_and_presence_changes_at_once_never_deadlock(
     # and the books balance: at most one open ticket per conversation
     open_per_conversation = Ticket.objects.filter(status__in=Ticket.OPEN).values_list("conversation_id", flat=True)
     assert len(open_per_conversation) == len(set(open_per_conversation))
+
+
+@pytest.mark.django_db
+def test_a_blocked_agent_reply_is_no_first_response(
+    redis_clean, make_customer, make_group, make_agent, django_capture_on_commit_callbacks
+):
+    from core import sensitive
+    from core.models import SensitiveWord, SensitiveWordList
+
+    sensitive.cache_reset()
+    word_list = SensitiveWordList.objects.create(name="t")
+    SensitiveWord.objects.create(word_list=word_list, text="代开发票", category="fraud", action="block")
+    group = make_group("g", auto_assign=False, is_default=True)
+    agent = make_agent("a1", [group])
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket = ticket_claim(_queued(make_customer).id, agent.id)
+        blocked = ticket_reply(ticket.id, agent.id, "可以代开发票")
+    assert blocked.status == Message.Status.BLOCKED
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.ASSIGNED and ticket.first_response_at is None
+    assert TicketEvent.objects.filter(ticket=ticket, kind=TicketEvent.Kind.REPLIED, data__blocked=True).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket_reply(ticket.id, agent.id, "您好，请问有什么可以帮您？")
+    ticket.refresh_from_db()
+    assert ticket.status == Ticket.Status.WAITING_CUSTOMER and ticket.first_response_at is not None
+    sensitive.cache_reset()
