@@ -224,6 +224,7 @@ FROM routing_ticketevent e
 JOIN routing_ticket t ON t.id = e.ticket_id
 JOIN bots_conversation c ON c.id = t.conversation_id
 WHERE e.kind = 'replied' AND e.actor_id IS NOT NULL AND e.created_at >= %(start)s AND e.created_at < %(end)s
+  AND NOT COALESCE((e.data ->> 'blocked')::boolean, false)  -- a reply blocked by a sensitive word never went out
 GROUP BY 1, 2, 3
 """
 

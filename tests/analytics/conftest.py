@@ -128,7 +128,9 @@ class History:
             )
             Message.objects.filter(pk=reply.pk).update(created_at=first)
             event = TicketEvent.objects.create(ticket=ticket, kind="replied", actor=agent)
-            TicketEvent.objects.filter(pk=event.pk).update(created_at=first)
+            # an attempt blocked by a sensitive word is in the history but is not a reply
+            attempt = TicketEvent.objects.create(ticket=ticket, kind="replied", actor=agent, data={"blocked": True})
+            TicketEvent.objects.filter(pk__in=[event.pk, attempt.pk]).update(created_at=first)
         ticket.refresh_from_db()
         return ticket
 
