@@ -20,11 +20,11 @@ from redis.exceptions import RedisError
 from bots import ratelimit, ratelimit_math
 from bots.channels.base import OutgoingMessage, SendError
 from bots.models import Channel, Conversation, Customer, Message, Outbox, adapter_config
-from bots.services import screening, subscription
+from bots.services import privacy, screening, subscription
 from bots.services.common import delivery_meta, publish_message, send_meta
 from bots.tokens import RedisTokenStore
 from core import logging as klog
-from core import realtime
+from core import realtime, sensitive
 from core import redis as kredis
 from core.errors import ApplicationError
 
@@ -175,8 +175,8 @@ REASON_LABELS = {
     REASON_LIMITER_UNAVAILABLE: _("Rate limiter unavailable, will retry"),
     REASON_MAX_ATTEMPTS: _("Gave up after too many failed attempts"),
     PASSIVE_REASON: _("Sent as a passive reply"),
-    "sensitive_word": _("Contains a blocked sensitive word"),
-    "unsubscribed": _("The customer unsubscribed from proactive messages"),
+    sensitive.REASON: _("Contains a blocked sensitive word"),
+    subscription.REASON_UNSUBSCRIBED: _("The customer unsubscribed from proactive messages"),
 }
 
 
@@ -625,13 +625,15 @@ def outbox_retry(*, outbox_id: int) -> Outbox:
     outbox = Outbox.objects.select_for_update().get(pk=outbox_id)
     if outbox.status in (Outbox.Status.SENT, Outbox.Status.SENDING):
         raise ApplicationError("this message is sent or being sent", code="outbox_not_retryable")
-    if outbox.reason == "sensitive_word":  # core.sensitive.REASON: the text itself may not go out
+    if outbox.reason == sensitive.REASON:  # the text itself may not go out
         raise ApplicationError("this reply contains a blocked word; send a new text", code="outbox_sensitive_word")
-    if outbox.reason in ("unsubscribed", "erased"):  # subscription.REASON_UNSUBSCRIBED, privacy.REASON_ERASED
+    if outbox.reason in (subscription.REASON_UNSUBSCRIBED, privacy.REASON_ERASED):
         customer = Customer.objects.only("unsubscribed_at", "erased_at").get(
             conversations__messages__id=outbox.message_id
         )
-        if customer.erased_at is not None or (outbox.reason == "unsubscribed" and customer.unsubscribed_at):
+        if customer.erased_at is not None or (
+            outbox.reason == subscription.REASON_UNSUBSCRIBED and customer.unsubscribed_at
+        ):
             raise ApplicationError(
                 "the customer unsubscribed or was erased; this message may not be sent", code="outbox_refused"
             )

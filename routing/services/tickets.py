@@ -257,28 +257,25 @@ def ticket_reply(ticket_id: int, agent_user_id: int, text: str) -> Message:
     message = crossing.agent_message_send(
         conversation_id=ticket.conversation_id, text=text, agent_user_id=agent_user_id, ticket_id=ticket.id
     )
+    details: dict[str, Any] = {"message_id": message.id}
     if message.status == Message.Status.BLOCKED:
         # a reply that may not go out (a blocked sensitive word) is no answer: the ticket keeps its state and its
         # first-response time; the history still shows the attempt
-        _change(
-            ticket,
-            kind=TicketEvent.Kind.REPLIED,
-            event="ticket.updated",
-            actor_id=agent_user_id,
-            data={"message_id": message.id, "blocked": True},
-            extra={"message_id": message.id, "blocked": True},
-        )
-        return message
-    now = timezone.now()
+        details["blocked"] = True
+        answered: dict[str, Any] = {}
+    else:
+        answered = {
+            "status": Ticket.Status.WAITING_CUSTOMER,
+            "first_response_at": ticket.first_response_at or timezone.now(),
+        }
     _change(
         ticket,
         kind=TicketEvent.Kind.REPLIED,
         event="ticket.updated",
         actor_id=agent_user_id,
-        data={"message_id": message.id},
-        extra={"message_id": message.id},
-        status=Ticket.Status.WAITING_CUSTOMER,
-        first_response_at=ticket.first_response_at or now,
+        data=dict(details),
+        extra=dict(details),
+        **answered,
     )
     return message
 
