@@ -3,9 +3,10 @@ the embedded mode and the browser tests)."""
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+from core.asgi import get_asgi_application  # noqa: E402  (Django's handler, one thread hop per request)
+
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

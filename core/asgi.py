@@ -1,0 +1,77 @@
+"""Django's HTTP handling under ASGI with one thread hop per request.
+
+Every Kefu view is synchronous. Django's own ``ASGIHandler`` builds an async middleware chain, and each
+``MiddlewareMixin`` middleware (sessions, CSRF, auth, messages…) then runs its ``process_request`` /
+``process_response`` through ``sync_to_async``; one sync-only middleware in the chain switches back with
+``async_to_sync``; the view runs in a thread again; the ``request_started`` and ``request_finished`` signals
+hop once more each. Profiled under the load test, those switches (thread hand-offs, context copies, futures)
+cost more CPU than the webhook's own work.
+
+``SyncChainASGIHandler`` reads the body on the event loop, runs everything else — ``request_started``, the
+request object, the whole middleware chain loaded in sync mode, the view, and ``response.close()`` (which sends
+``request_finished``: the database connection goes back to the pool) — in one call on a worker thread, then
+writes the response on the event loop. Streaming responses are closed after their last chunk, as Django does.
+
+Behaviour that changes: a client that disconnects mid-request no longer cancels the request (a sync view cannot
+be cancelled anyway; Django only cancels async views).
+"""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers import base
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import FileResponse
+from django.urls import set_script_prefix
+
+
+class SyncChainASGIHandler(ASGIHandler):
+    def __init__(self) -> None:
+        base.BaseHandler.__init__(self)
+        self.load_middleware(is_async=False)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope, receive, send):
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        # thread_sensitive=False: the loop's thread pool, reused across requests (Django's ThreadSensitiveContext
+        # would start a thread per request); the whole request runs in that one call, so nothing else needs its
+        # thread-local state (the database connection is returned by request_finished inside it).
+        response = await sync_to_async(self._respond, thread_sensitive=False)(scope, body_file)
+        try:
+            await self.send_response(response, send)
+        finally:
+            if response.streaming:
+                await sync_to_async(response.close, thread_sensitive=False)()
+            body_file.close()
+
+    def _respond(self, scope, body_file):
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            error_response.close()
+            return error_response
+        response = self.get_response(request)
+        response._handler_class = self.__class__
+        if isinstance(response, FileResponse):
+            response.block_size = self.chunk_size
+        if not response.streaming:
+            response.close()  # request_finished now: the connection goes back before the bytes go out
+        return response
+
+
+def get_asgi_application() -> SyncChainASGIHandler:
+    """``django.core.asgi.get_asgi_application`` with the one-hop handler."""
+    import django
+
+    django.setup(set_prefix=False)
+    return SyncChainASGIHandler()
