@@ -12,6 +12,16 @@ from django.conf import settings
 from core import redis as kredis
 
 
+@pytest.fixture(autouse=True)
+def _routing_rules_forgotten():
+    """Routing rules are cached per process for a few seconds; a test's rolled-back rules must not leak."""
+    from routing.services.rules import rules_forget
+
+    rules_forget()
+    yield
+    rules_forget()
+
+
 @pytest.fixture
 def redis_clean():
     """An empty Redis test database (queues, realtime backlog, version keys) and fresh in-process caches."""

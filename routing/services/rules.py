@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
+import time
 
+from django.db.models import signals
 from django.utils import timezone
 
 from routing.detect import normalize
-from routing.models import RoutingRule, split_list
+from routing.models import AgentGroup, RoutingRule, split_list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,11 +72,41 @@ def rule_matches(rule: RoutingRule, ctx: RoutingContext) -> bool:
     return _in_window(rule, ctx.now or timezone.now())
 
 
+# Every customer message asks for the hand-off trigger rules (``handoff_check``): a process keeps the enabled
+# rules for RULES_TTL seconds instead of querying them each time. A save or delete of a rule or of a group clears
+# the copy of the process that made it at once (signals below); other processes see the change within the TTL.
+RULES_TTL = 5.0
+_rules_lock = threading.Lock()
+_rules_cache: tuple[float, tuple[RoutingRule, ...]] | None = None
+
+
 def rules_enabled(*, handoff_triggers_only: bool = False) -> list[RoutingRule]:
-    qs = RoutingRule.objects.filter(enabled=True).select_related("group").order_by("position", "id")
+    """The enabled rules in evaluation order (shared instances: do not modify them)."""
+    global _rules_cache
+    cached = _rules_cache
+    if cached is None or time.monotonic() - cached[0] > RULES_TTL:
+        with _rules_lock:
+            cached = _rules_cache
+            if cached is None or time.monotonic() - cached[0] > RULES_TTL:
+                loaded = RoutingRule.objects.filter(enabled=True).select_related("group").order_by("position", "id")
+                cached = _rules_cache = (time.monotonic(), tuple(loaded))
+    rules = cached[1]
     if handoff_triggers_only:
-        qs = qs.filter(triggers_handoff=True)
-    return list(qs)
+        return [rule for rule in rules if rule.triggers_handoff]
+    return list(rules)
+
+
+def rules_forget(**_kwargs) -> None:
+    """Drop this process's copy of the rules (connected to saves and deletes of rules and groups)."""
+    global _rules_cache
+    _rules_cache = None
+
+
+for _model in (RoutingRule, AgentGroup):
+    for _signal in (signals.post_save, signals.post_delete):
+        _signal.connect(
+            rules_forget, sender=_model, dispatch_uid=f"routing-rules-forget-{_model.__name__}-{id(_signal)}"
+        )
 
 
 def rules_need_segment(rules: list[RoutingRule]) -> bool:
