@@ -74,18 +74,27 @@ def reply_queue(
             status=Message.Status.BLOCKED if refusal else Message.Status.PENDING,
             reply_to=reply_to,
         )
+        # an inline send of a row the fast claim would take anyway is claimed by the INSERT itself (one UPDATE
+        # less); the claim record is written before the commit, as ``_outbox_claim_fast`` does
+        preclaimed = not refusal and send_inline and not send_delay and _fast_claim_allowed(conversation.channel)
         outbox = Outbox.objects.create(
             message=message,
             channel=conversation.channel,
             idempotency_key=uuid.uuid4().hex,
             **({"status": Outbox.Status.BLOCKED, "reason": refusal} if refusal else {}),
+            **({"status": Outbox.Status.SENDING, "attempts": 1} if preclaimed else {}),
         )
         Conversation.objects.filter(pk=conversation.pk).update(last_message_at=timezone.now())
         if screening.outbound_screen(message=message, outbox=outbox):  # a sensitive block word: never sent
             return message
         publish_message(message, conversation.customer_id)
-        if not refusal and send_inline and not send_delay:
+        if preclaimed:
+            _claim_record(outbox.pk)
             outbox.message = message  # message.conversation is the caller's, its customer loaded
+            outbox.preclaimed = True  # for _outbox_claim_fast: this process holds the claim
+            transaction.on_commit(lambda: _send_inline(outbox))
+        elif not refusal and send_inline and not send_delay:
+            outbox.message = message
             transaction.on_commit(lambda: _send_inline(outbox))
         elif not refusal:
             transaction.on_commit(lambda: _queue_send(outbox.id, countdown=send_delay))
@@ -486,6 +495,9 @@ def _outbox_claim_fast(outbox_id: int, loaded: Outbox | None = None) -> Outbox |
     per-customer rules or account limits is claimed with one conditional UPDATE (pending → sending). Anything
     else (or losing the race) returns None and goes through ``_outbox_claim``. With ``loaded`` (a pending row
     just created by this process), only the UPDATE."""
+    if loaded is not None and loaded.pk == outbox_id and getattr(loaded, "preclaimed", False):
+        loaded.preclaimed = False  # claimed by its INSERT (``reply_queue``), committed: ours, once
+        return loaded
     if loaded is not None and loaded.pk == outbox_id and loaded.status == Outbox.Status.PENDING:
         outbox = loaded
     else:
@@ -494,9 +506,7 @@ def _outbox_claim_fast(outbox_id: int, loaded: Outbox | None = None) -> Outbox |
             .filter(pk=outbox_id, status=Outbox.Status.PENDING)
             .first()
         )
-    if outbox is None or _window_policy(outbox.channel) is not None:
-        return None
-    if ratelimit.limits_for(outbox.channel.kind, outbox.channel.settings).active:
+    if outbox is None or not _fast_claim_allowed(outbox.channel):
         return None
     now = timezone.now()
     _claim_record(outbox.pk)  # before the UPDATE commits: a kill right after it must still name a dead owner
@@ -509,6 +519,11 @@ def _outbox_claim_fast(outbox_id: int, loaded: Outbox | None = None) -> Outbox |
     outbox.status, outbox.reason, outbox.updated_at = Outbox.Status.SENDING, "", now
     outbox.attempts += 1
     return outbox
+
+
+def _fast_claim_allowed(channel: Channel) -> bool:
+    """No per-customer policy and no account limit: a row of this channel needs no locked claim."""
+    return _window_policy(channel) is None and not ratelimit.limits_for(channel.kind, channel.settings).active
 
 
 _FORGET_IF_MINE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"

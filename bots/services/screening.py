@@ -102,8 +102,9 @@ def outbound_screen(*, message: Message, outbox: Outbox) -> bool:
     message.status = Message.Status.BLOCKED
     message.trace = {**(message.trace or {}), META_KEY: summary}
     message.save(update_fields=["status", "trace"])
-    Outbox.objects.filter(pk=outbox.pk).update(status=Outbox.Status.BLOCKED, reason=sensitive.REASON)
-    outbox.status, outbox.reason = Outbox.Status.BLOCKED, sensitive.REASON
+    # attempts 0: a row its INSERT claimed for an inline send (``reply_queue``) was never tried either
+    Outbox.objects.filter(pk=outbox.pk).update(status=Outbox.Status.BLOCKED, reason=sensitive.REASON, attempts=0)
+    outbox.status, outbox.reason, outbox.attempts = Outbox.Status.BLOCKED, sensitive.REASON, 0
     sensitive.hit_record(**record, conversation_id=message.conversation_id, message_id=message.id, outbox_id=outbox.pk)
     # agents only: the customer's group (the web channel's delivery) never gets this message
     group = realtime.conversation_group(message.conversation_id)

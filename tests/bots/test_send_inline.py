@@ -177,3 +177,45 @@ def test_a_worker_killed_during_an_inline_send_delivers_exactly_once(redis_clean
     assert outbox.attempts == 2
     assert len(fake.bridge_deliveries) == 1 and fake.bridge_duplicates == 1
     assert Message.objects.get(pk=message.pk).status == Message.Status.PROCESSED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_inline_reply_is_claimed_by_its_insert_and_sent_without_a_claim_update(
+    redis_clean, fake, bridge, greeting_rule, monkeypatch
+):
+    """The row is stored 'sending' (attempt 1) under this process's claim record, so the send after commit needs
+    no claim UPDATE; a process killed between the commit and the send leaves a row reply_resume takes over."""
+    message = _receive(bridge, "in-claim")
+    sends = []
+    monkeypatch.setattr(outbound, "_send_inline", lambda outbox: sends.append(outbox))  # the process "dies" here
+    services.conversation_handle(message_id=message.pk, send_inline=True)
+    outbox = Outbox.objects.get(message=_reply_to(message))
+    assert (outbox.status, outbox.attempts) == (Outbox.Status.SENDING, 1)
+    assert redis_clean.get(outbound._claim_key(outbox.pk)) == outbound._claim_owner()
+    assert [o.pk for o in sends] == [outbox.pk] and sends[0].preclaimed
+
+    with CaptureQueriesContext(connection) as queries:
+        assert outbound.outbox_send(outbox_id=outbox.pk, loaded=sends[0]) == Outbox.Status.SENT
+    assert not [q for q in queries.captured_queries if "attempts" in q["sql"]]  # no claim UPDATE
+    outbox.refresh_from_db()
+    assert (outbox.status, outbox.attempts) == (Outbox.Status.SENT, 1)
+    assert outbound.outbox_send(outbox_id=outbox.pk, loaded=sends[0]) == Outbox.Status.SENT  # the claim is used once
+    assert len(fake.requests_to("/bridge/send")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_preclaimed_row_whose_sender_died_is_resent_once_by_the_redelivered_task(
+    redis_clean, fake, bridge, greeting_rule, monkeypatch
+):
+    message = _receive(bridge, "in-claim-dead")
+    monkeypatch.setattr(outbound, "_send_inline", lambda outbox: None)
+    services.conversation_handle(message_id=message.pk, send_inline=True)
+    outbox = Outbox.objects.get(message=_reply_to(message))
+    assert outbox.status == Outbox.Status.SENDING
+    redis_clean.set(outbound._claim_key(outbox.pk), "elsewhere-host:1:dead")  # a claim nobody here holds...
+    assert outbound.reply_resume(reply_to_id=message.pk) == ["in_flight"]  # ...is not taken while it may live
+    redis_clean.set(outbound._claim_key(outbox.pk), f"{outbound.socket.gethostname()}:999999:dead")  # a dead pid
+    assert outbound.reply_resume(reply_to_id=message.pk) == [Outbox.Status.SENT]
+    outbox.refresh_from_db()
+    assert (outbox.status, outbox.attempts) == (Outbox.Status.SENT, 2)
+    assert len(fake.requests_to("/bridge/send")) == 1
