@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from redis.exceptions import RedisError
 
 from bots import ratelimit, ratelimit_math
+from bots.channels import http
 from bots.channels.base import OutgoingMessage, SendError
 from bots.models import Channel, Conversation, Customer, Message, Outbox, adapter_config
 from bots.services import privacy, screening, subscription
@@ -207,11 +208,12 @@ def _process_nonce() -> str:
     return _nonce[1]
 
 
-def _http_session() -> requests.Session:
-    """One keep-alive HTTP session per worker thread, shared by every channel it sends to."""
+def _http_session() -> http.Session | requests.Session:
+    """One keep-alive HTTP session per worker thread, shared by every channel it sends to (the lean urllib3 one
+    of ``bots.channels.http``: about 1 ms of CPU less per send than ``requests``)."""
     session = getattr(_local, "session", None)
     if session is None:
-        session = _local.session = requests.Session()
+        session = _local.session = http.session_for_sending()
     return session
 
 
