@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import time
 import uuid
@@ -15,7 +16,7 @@ from redis.exceptions import RedisError
 from bots.channels.base import InboundMessage
 from bots.models import Channel, Conversation, Customer, Message, Outbox
 from bots.services import screening, subscription
-from bots.services.common import first_row_sql, publish_message
+from bots.services.common import columns_sql, first_row_sql, instances_from_row, publish_message
 from bots.services.outbound import reply_queue
 from core import logging as klog
 from core import realtime
@@ -29,18 +30,51 @@ logger = logging.getLogger(__name__)
 MAX_SEND_ATTEMPTS = 8
 
 
-def _conversation_for(customer: Customer, now: dt.datetime) -> Conversation:
-    """The customer's open conversation, or a new one after the inactivity window."""
-    latest = Conversation.objects.select_for_update().filter(customer=customer).order_by("-id").first()
+def _conversation_reusable(conversation: Conversation, now: dt.datetime) -> bool:
     idle = dt.timedelta(minutes=settings.KEFU_CONVERSATION_IDLE_MINUTES)
-    if latest is not None:
-        active = latest.last_message_at is None or now - latest.last_message_at < idle
-        if latest.status in (Conversation.Status.QUEUED, Conversation.Status.HUMAN) or active:
-            if latest.status == Conversation.Status.RESOLVED:
-                latest.status = Conversation.Status.BOT
-                latest.resolved_at = None
-            return latest
+    active = conversation.last_message_at is None or now - conversation.last_message_at < idle
+    return conversation.status in (Conversation.Status.QUEUED, Conversation.Status.HUMAN) or active
+
+
+def _conversation_for(customer: Customer, now: dt.datetime, latest: Conversation | None = None) -> Conversation:
+    """The customer's open conversation, or a new one after the inactivity window. ``latest``: the customer's
+    newest conversation, locked, when the caller read it with the customer (used when it is still open)."""
+    if latest is None or not _conversation_reusable(latest, now):
+        latest = Conversation.objects.select_for_update().filter(customer=customer).order_by("-id").first()
+    if latest is not None and _conversation_reusable(latest, now):
+        if latest.status == Conversation.Status.RESOLVED:
+            latest.status = Conversation.Status.BOT
+            latest.resolved_at = None
+        return latest
     return Conversation.objects.create(customer=customer, channel=customer.channel, status=Conversation.Status.BOT)
+
+
+@functools.cache
+def _customer_locked_sql() -> str:
+    """A known customer and its newest conversation, both locked, in one statement (only conversations are made
+    under the customer's lock, so the newest one seen after waiting for it is still the newest when it is open;
+    one that is not open is looked up again by ``_conversation_for``)."""
+    quote = connection.ops.quote_name
+    return (
+        f"SELECT {columns_sql(Customer, 'cu')}, {columns_sql(Conversation, 'cv')} "
+        f"FROM {quote(Customer._meta.db_table)} cu JOIN {quote(Conversation._meta.db_table)} cv "
+        "ON cv.customer_id = cu.id WHERE cu.channel_id = %s AND cu.external_id = %s "
+        "ORDER BY cv.id DESC LIMIT 1 FOR UPDATE OF cu, cv"
+    )
+
+
+def _customer_locked(channel: Channel, sender_id: str) -> tuple[Customer | None, Conversation | None]:
+    with connection.cursor() as cursor:
+        cursor.execute(_customer_locked_sql(), [channel.id, sender_id])
+        row = cursor.fetchone()
+    if row is not None:
+        customer, conversation = instances_from_row(row, (Customer, Conversation))
+        customer.channel = channel
+        conversation.customer = customer
+        return customer, conversation
+    # a new customer, or one without a conversation yet
+    customer = Customer.objects.select_for_update().filter(channel=channel, external_id=sender_id).first()
+    return customer, None
 
 
 def _message_seen(*, channel_id: int, external_id: str) -> Message | None:
@@ -51,7 +85,6 @@ def _message_seen(*, channel_id: int, external_id: str) -> Message | None:
     )
 
 
-@transaction.atomic
 def message_receive(*, channel: Channel, inbound: InboundMessage, passive_wait: float = 0.0) -> tuple[Message, bool]:
     """Store one inbound message exactly once and queue its processing after commit.
 
@@ -66,37 +99,49 @@ def message_receive(*, channel: Channel, inbound: InboundMessage, passive_wait: 
         raise ApplicationError("inbound message without an external id", code="missing_external_id")
     if not inbound.sender_id:
         raise ApplicationError("inbound message without a sender", code="missing_sender")
-    existing = _message_seen(channel_id=channel.id, external_id=inbound.external_id)
-    if existing is not None:
+    try:
+        return _message_store(channel=channel, inbound=inbound, passive_wait=passive_wait)
+    except IntegrityError:  # the same id from another sender, or two first messages of a new customer at once
+        existing = _message_seen(channel_id=channel.id, external_id=inbound.external_id)
+        if existing is None:
+            raise
         return existing, False
-    # one writer per customer at a time: a known customer is read and locked in one statement
-    customer = Customer.objects.select_for_update().filter(channel=channel, external_id=inbound.sender_id).first()
-    if customer is None:
+
+
+@transaction.atomic
+def _message_store(*, channel: Channel, inbound: InboundMessage, passive_wait: float) -> tuple[Message, bool]:
+    # one writer per customer at a time: a known customer and its newest conversation are read and locked in one
+    # statement; the duplicate check comes after the lock, so a concurrent copy of this message is seen committed
+    customer, latest = _customer_locked(channel, inbound.sender_id)
+    if customer is not None:
+        existing = _message_seen(channel_id=channel.id, external_id=inbound.external_id)
+        if existing is not None:
+            return existing, False
+    else:
         customer, _ = Customer.objects.get_or_create(
             channel=channel, external_id=inbound.sender_id, defaults={"nickname": inbound.nickname}
         )
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        existing = _message_seen(channel_id=channel.id, external_id=inbound.external_id)
+        if existing is not None:
+            return existing, False
     if inbound.nickname and inbound.nickname != customer.nickname:
         customer.nickname = inbound.nickname
         customer.save(update_fields=["nickname", "updated_at"])
     now = timezone.now()
-    conversation = _conversation_for(customer, now)
+    conversation = _conversation_for(customer, now, latest)
     from_servicer = bool(inbound.meta.get("from_servicer"))
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                conversation=conversation,
-                channel=channel,
-                direction=Message.Direction.OUT if from_servicer else Message.Direction.IN,
-                sender=Message.Sender.AGENT if from_servicer else Message.Sender.CUSTOMER,
-                type=inbound.type if inbound.type in Message.Type.values else Message.Type.UNSUPPORTED,
-                content=inbound.text,
-                meta=inbound.meta,
-                external_id=inbound.external_id,
-                status=Message.Status.SENT if from_servicer else Message.Status.RECEIVED,
-            )
-    except IntegrityError:  # a concurrent delivery of the same message won the race
-        return Message.objects.get(channel=channel, external_id=inbound.external_id), False
+    message = Message.objects.create(  # a duplicate id raises IntegrityError: see message_receive
+        conversation=conversation,
+        channel=channel,
+        direction=Message.Direction.OUT if from_servicer else Message.Direction.IN,
+        sender=Message.Sender.AGENT if from_servicer else Message.Sender.CUSTOMER,
+        type=inbound.type if inbound.type in Message.Type.values else Message.Type.UNSUPPORTED,
+        content=inbound.text,
+        meta=inbound.meta,
+        external_id=inbound.external_id,
+        status=Message.Status.SENT if from_servicer else Message.Status.RECEIVED,
+    )
     screening.inbound_screen(message)  # sensitive words: masked, recorded and marked before anyone sees it
     conversation.last_message_at = now
     conversation.save(update_fields=["last_message_at", "status", "resolved_at", "updated_at"])
@@ -118,6 +163,34 @@ def _queue_processing(message_id: int) -> None:
         logger.exception("could not queue message", extra={"message_id": message_id})
 
 
+@functools.cache
+def _message_locked_sql() -> str:
+    quote = connection.ops.quote_name
+    tables = {model: quote(model._meta.db_table) for model in (Message, Conversation, Customer, Channel)}
+    return (
+        f"SELECT {columns_sql(Message, 'm')}, {columns_sql(Conversation, 'cv')}, {columns_sql(Customer, 'cu')}, "
+        f"{columns_sql(Channel, 'ch')} FROM {tables[Message]} m "
+        f"JOIN {tables[Conversation]} cv ON cv.id = m.conversation_id JOIN {tables[Customer]} cu ON cu.id = "
+        f"cv.customer_id JOIN {tables[Channel]} ch ON ch.id = m.channel_id WHERE m.id = %s AND m.direction = %s "
+        "FOR UPDATE OF m, cv"
+    )
+
+
+def _message_locked(message_id: int) -> Message | None:
+    """The inbound message with its conversation (both locked), the conversation's customer and the message's
+    channel, in one raw statement (the ORM's select_related query cost more CPU to compile than to run)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_message_locked_sql(), [message_id, Message.Direction.IN.value])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    message, conversation, customer, channel = instances_from_row(row, (Message, Conversation, Customer, Channel))
+    conversation.customer = customer
+    message.conversation = conversation
+    message.channel = channel
+    return message
+
+
 @transaction.atomic
 def conversation_handle(*, message_id: int, send_inline: bool = False) -> Message | None:
     """Decide and queue the reply to one inbound message; a second call for the same message does nothing.
@@ -127,12 +200,7 @@ def conversation_handle(*, message_id: int, send_inline: bool = False) -> Messag
     instead of by a ``send_outbox`` task (see ``bots.services.outbound.reply_queue``); Official Account replies
     are always queued (a retried push may still take them as a passive reply).
     """
-    message = (
-        Message.objects.select_for_update(of=("self", "conversation"))  # the message and its conversation
-        .select_related("conversation__customer", "channel")
-        .filter(pk=message_id, direction=Message.Direction.IN)
-        .first()
-    )
+    message = _message_locked(message_id)
     if message is None or message.status != Message.Status.RECEIVED:
         return None
     conversation = message.conversation
