@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import Any
 
 from django.db import connection
-from django.db.models import Model
 
 from bots.models import Message
 from core import realtime
@@ -25,42 +22,6 @@ def first_row_sql(model, equals: tuple[str, ...], true: tuple[str, ...] = ()) ->
 
     where = [f"{col(name)} = %s" for name in equals] + [col(name) for name in true]
     return f"SELECT * FROM {quote(meta.db_table)} WHERE {' AND '.join(where)} ORDER BY {col('id')} LIMIT 1"
-
-
-def columns_sql(model: type[Model], alias: str) -> str:
-    """The select list ``alias."col", …`` of the model's concrete fields, in the order ``instances_from_row``
-    expects."""
-    quote = connection.ops.quote_name
-    return ", ".join(f"{alias}.{quote(field.column)}" for field in model._meta.concrete_fields)
-
-
-@functools.cache
-def _model_loader(model: type[Model]) -> tuple[list[str], list[tuple[int, list, Any]]]:
-    """The attnames and, per column that needs one, the converters the ORM applies (encrypted text, JSON…)."""
-    fields = model._meta.concrete_fields
-    converters = []
-    for index, field in enumerate(fields):
-        column = field.get_col(model._meta.db_table)
-        found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-        if found:
-            converters.append((index, found, column))
-    return [field.attname for field in fields], converters
-
-
-def instances_from_row(row: Sequence[Any], models: Sequence[type[Model]]) -> list[Model]:
-    """One instance per model from a row selected with ``columns_sql`` of each model in turn, converted as the ORM
-    converts (a joined raw statement on the hot path instead of a select_related query the ORM compiles each
-    time)."""
-    instances, offset = [], 0
-    for model in models:
-        names, converters = _model_loader(model)
-        values = list(row[offset : offset + len(names)])
-        for index, found, column in converters:
-            for converter in found:
-                values[index] = converter(values[index], column, connection)
-        instances.append(model.from_db(connection.alias, names, values))
-        offset += len(names)
-    return instances
 
 
 def message_payload(message: Message) -> dict:

@@ -16,10 +16,10 @@ from redis.exceptions import RedisError
 from bots.channels.base import InboundMessage
 from bots.models import Channel, Conversation, Customer, Message, Outbox
 from bots.services import screening, subscription
-from bots.services.common import columns_sql, first_row_sql, instances_from_row, publish_message
+from bots.services.common import first_row_sql, publish_message
 from bots.services.outbound import reply_queue
+from core import fastsql, realtime
 from core import logging as klog
-from core import realtime
 from core import redis as kredis
 from core.errors import ApplicationError
 from knowledge import services as knowledge
@@ -56,7 +56,7 @@ def _customer_locked_sql() -> str:
     one that is not open is looked up again by ``_conversation_for``)."""
     quote = connection.ops.quote_name
     return (
-        f"SELECT {columns_sql(Customer, 'cu')}, {columns_sql(Conversation, 'cv')} "
+        f"SELECT {fastsql.columns_sql(Customer, 'cu')}, {fastsql.columns_sql(Conversation, 'cv')} "
         f"FROM {quote(Customer._meta.db_table)} cu JOIN {quote(Conversation._meta.db_table)} cv "
         "ON cv.customer_id = cu.id WHERE cu.channel_id = %s AND cu.external_id = %s "
         "ORDER BY cv.id DESC LIMIT 1 FOR UPDATE OF cu, cv"
@@ -68,7 +68,7 @@ def _customer_locked(channel: Channel, sender_id: str) -> tuple[Customer | None,
         cursor.execute(_customer_locked_sql(), [channel.id, sender_id])
         row = cursor.fetchone()
     if row is not None:
-        customer, conversation = instances_from_row(row, (Customer, Conversation))
+        customer, conversation = fastsql.instances_from_row(row, (Customer, Conversation))
         customer.channel = channel
         conversation.customer = customer
         return customer, conversation
@@ -131,20 +131,22 @@ def _message_store(*, channel: Channel, inbound: InboundMessage, passive_wait: f
     now = timezone.now()
     conversation = _conversation_for(customer, now, latest)
     from_servicer = bool(inbound.meta.get("from_servicer"))
-    message = Message.objects.create(  # a duplicate id raises IntegrityError: see message_receive
-        conversation=conversation,
-        channel=channel,
-        direction=Message.Direction.OUT if from_servicer else Message.Direction.IN,
-        sender=Message.Sender.AGENT if from_servicer else Message.Sender.CUSTOMER,
-        type=inbound.type if inbound.type in Message.Type.values else Message.Type.UNSUPPORTED,
-        content=inbound.text,
-        meta=inbound.meta,
-        external_id=inbound.external_id,
-        status=Message.Status.SENT if from_servicer else Message.Status.RECEIVED,
+    message = fastsql.insert(  # a duplicate id raises IntegrityError: see message_receive
+        Message(
+            conversation=conversation,
+            channel=channel,
+            direction=Message.Direction.OUT if from_servicer else Message.Direction.IN,
+            sender=Message.Sender.AGENT if from_servicer else Message.Sender.CUSTOMER,
+            type=inbound.type if inbound.type in Message.Type.values else Message.Type.UNSUPPORTED,
+            content=inbound.text,
+            meta=inbound.meta,
+            external_id=inbound.external_id,
+            status=Message.Status.SENT if from_servicer else Message.Status.RECEIVED,
+        )
     )
     screening.inbound_screen(message)  # sensitive words: masked, recorded and marked before anyone sees it
     conversation.last_message_at = now
-    conversation.save(update_fields=["last_message_at", "status", "resolved_at", "updated_at"])
+    fastsql.update(conversation, ["last_message_at", "status", "resolved_at", "updated_at"])
     publish_message(message, customer.id)
     logger.info("message received", extra={"message_id": message.id, "conversation_id": conversation.id})
     if not from_servicer:
@@ -168,8 +170,8 @@ def _message_locked_sql() -> str:
     quote = connection.ops.quote_name
     tables = {model: quote(model._meta.db_table) for model in (Message, Conversation, Customer, Channel)}
     return (
-        f"SELECT {columns_sql(Message, 'm')}, {columns_sql(Conversation, 'cv')}, {columns_sql(Customer, 'cu')}, "
-        f"{columns_sql(Channel, 'ch')} FROM {tables[Message]} m "
+        f"SELECT {fastsql.columns_sql(Message, 'm')}, {fastsql.columns_sql(Conversation, 'cv')}, {fastsql.columns_sql(Customer, 'cu')}, "
+        f"{fastsql.columns_sql(Channel, 'ch')} FROM {tables[Message]} m "
         f"JOIN {tables[Conversation]} cv ON cv.id = m.conversation_id JOIN {tables[Customer]} cu ON cu.id = "
         f"cv.customer_id JOIN {tables[Channel]} ch ON ch.id = m.channel_id WHERE m.id = %s AND m.direction = %s "
         "FOR UPDATE OF m, cv"
@@ -184,7 +186,9 @@ def _message_locked(message_id: int) -> Message | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    message, conversation, customer, channel = instances_from_row(row, (Message, Conversation, Customer, Channel))
+    message, conversation, customer, channel = fastsql.instances_from_row(
+        row, (Message, Conversation, Customer, Channel)
+    )
     conversation.customer = customer
     message.conversation = conversation
     message.channel = channel
@@ -289,7 +293,7 @@ def conversation_handle(*, message_id: int, send_inline: bool = False) -> Messag
                     send_inline=send_inline,
                 )
             logger.info("message decided", extra={"kind": decision.kind, "elapsed_ms": decision.trace["elapsed_ms"]})
-        message.save(update_fields=["status", "processed_at", "trace"])
+        fastsql.update(message, ["status", "processed_at", "trace"])
         if passive:
             reply_id = reply.id if reply else 0
             transaction.on_commit(lambda: _passive_offer(message.id, reply_id))

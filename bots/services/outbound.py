@@ -24,8 +24,8 @@ from bots.models import Channel, Conversation, Customer, Message, Outbox, adapte
 from bots.services import privacy, screening, subscription
 from bots.services.common import delivery_meta, publish_message, send_meta
 from bots.tokens import RedisTokenStore
+from core import fastsql, realtime, sensitive
 from core import logging as klog
-from core import realtime, sensitive
 from core import redis as kredis
 from core.errors import ApplicationError
 
@@ -63,29 +63,34 @@ def reply_queue(
     refusal = subscription.proactive_refusal(conversation=conversation, sender=sender, trace=trace, reply_to=reply_to)
     # inside the caller's transaction no savepoint (two statements less per reply): a failure here fails it all
     with transaction.atomic(savepoint=False):
-        message = Message.objects.create(
-            meta=delivery_meta(source) if source is not None else {},
-            conversation=conversation,
-            channel=conversation.channel,
-            direction=Message.Direction.OUT,
-            sender=sender,
-            type=Message.Type.TEXT,
-            content=text,
-            trace=trace,
-            status=Message.Status.BLOCKED if refusal else Message.Status.PENDING,
-            reply_to=reply_to,
+        message = fastsql.insert(
+            Message(
+                meta=delivery_meta(source) if source is not None else {},
+                conversation=conversation,
+                channel=conversation.channel,
+                direction=Message.Direction.OUT,
+                sender=sender,
+                type=Message.Type.TEXT,
+                content=text,
+                trace=trace,
+                status=Message.Status.BLOCKED if refusal else Message.Status.PENDING,
+                reply_to=reply_to,
+            )
         )
         # an inline send of a row the fast claim would take anyway is claimed by the INSERT itself (one UPDATE
         # less); the claim record is written before the commit, as ``_outbox_claim_fast`` does
         preclaimed = not refusal and send_inline and not send_delay and _fast_claim_allowed(conversation.channel)
-        outbox = Outbox.objects.create(
-            message=message,
-            channel=conversation.channel,
-            idempotency_key=uuid.uuid4().hex,
-            **({"status": Outbox.Status.BLOCKED, "reason": refusal} if refusal else {}),
-            **({"status": Outbox.Status.SENDING, "attempts": 1} if preclaimed else {}),
+        outbox = fastsql.insert(
+            Outbox(
+                message=message,
+                channel=conversation.channel,
+                idempotency_key=uuid.uuid4().hex,
+                **({"status": Outbox.Status.BLOCKED, "reason": refusal} if refusal else {}),
+                **({"status": Outbox.Status.SENDING, "attempts": 1} if preclaimed else {}),
+            )
         )
-        Conversation.objects.filter(pk=conversation.pk).update(last_message_at=timezone.now())
+        conversation.last_message_at = timezone.now()
+        fastsql.update(conversation, ["last_message_at"])
         if screening.outbound_screen(message=message, outbox=outbox):  # a sensitive block word: never sent
             return message
         publish_message(message, conversation.customer_id)

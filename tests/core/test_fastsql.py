@@ -1,0 +1,86 @@
+"""core.fastsql writes and reads rows as the ORM does (encryption, JSON, auto_now), on real PostgreSQL."""
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.db.models import signals
+
+from bots.models import Channel, Conversation, Customer, Message, Outbox
+from core import crypto, fastsql
+
+
+@pytest.fixture
+def conversation(db):
+    channel = Channel.objects.create(kind=Channel.Kind.WEB, slug="fast", name="fast")
+    customer = Customer.objects.create(channel=channel, external_id="c1", nickname="小王")
+    return Conversation.objects.create(customer=customer, channel=channel)
+
+
+def test_the_message_path_models_have_no_signal_receivers():
+    """fastsql sends no signals: a receiver added for these models would silently not run."""
+    for model in (Message, Outbox, Conversation, Customer, Channel):
+        for signal in (signals.pre_save, signals.post_save):
+            assert not signal.has_listeners(model), (model.__name__, signal)
+
+
+def test_insert_stores_what_the_orm_would(conversation):
+    message = fastsql.insert(
+        Message(
+            conversation=conversation,
+            channel=conversation.channel,
+            direction=Message.Direction.IN,
+            sender=Message.Sender.CUSTOMER,
+            content="我的手机号 13800138000",
+            meta={"room_id": "r1", "emoji": "📦"},
+            external_id="x1",
+        )
+    )
+    assert message.pk and not message._state.adding and message.created_at is not None
+    loaded = Message.objects.get(pk=message.pk)
+    assert (loaded.content, loaded.meta) == ("我的手机号 13800138000", {"room_id": "r1", "emoji": "📦"})
+    assert loaded.created_at == message.created_at
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT content FROM bots_message WHERE id = %s", [message.pk])
+        stored = cursor.fetchone()[0]
+    assert crypto.is_encrypted(stored) and "13800138000" not in stored  # encrypted at rest, as with the ORM
+
+    outbox = fastsql.insert(Outbox(message=message, channel=conversation.channel, idempotency_key="k" * 32))
+    assert Outbox.objects.get(pk=outbox.pk).status == Outbox.Status.PENDING  # model defaults apply
+    with pytest.raises(IntegrityError), transaction.atomic():
+        fastsql.insert(
+            Message(
+                conversation=conversation,
+                channel=conversation.channel,
+                direction=Message.Direction.IN,
+                sender=Message.Sender.CUSTOMER,
+                external_id="x1",
+            )
+        )
+
+
+def test_update_writes_only_the_named_fields(conversation):
+    before = Conversation.objects.get(pk=conversation.pk)
+    conversation.status = Conversation.Status.HUMAN
+    conversation.resolved_at = None
+    fastsql.update(conversation, ["status"])
+    after = Conversation.objects.get(pk=conversation.pk)
+    assert after.status == Conversation.Status.HUMAN
+    assert after.updated_at == before.updated_at  # auto_now only when named, as with save(update_fields=…)
+    fastsql.update(conversation, ["updated_at"])
+    assert Conversation.objects.get(pk=conversation.pk).updated_at > before.updated_at
+
+
+def test_joined_rows_load_like_the_orm(conversation):
+    conversation.customer.phone = "13900001111"
+    conversation.customer.save()
+    sql = (
+        f"SELECT {fastsql.columns_sql(Conversation, 'cv')}, {fastsql.columns_sql(Customer, 'cu')} "
+        "FROM bots_conversation cv JOIN bots_customer cu ON cu.id = cv.customer_id WHERE cv.id = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [conversation.pk])
+        loaded_conversation, loaded_customer = fastsql.instances_from_row(cursor.fetchone(), (Conversation, Customer))
+    assert loaded_customer.phone == "13900001111" and loaded_customer.nickname == "小王"
+    assert loaded_conversation.pk == conversation.pk and not loaded_conversation._state.adding
+    orm = Customer.objects.get(pk=loaded_customer.pk)
+    for field in Customer._meta.concrete_fields:
+        assert getattr(loaded_customer, field.attname) == getattr(orm, field.attname), field.name
