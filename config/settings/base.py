@@ -184,6 +184,9 @@ CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Workers log through LOGGING (JSON lines with message_id, conversation_id, task_id…) like the web process; Celery's
+# own root handler printed "[…: INFO/ForkPoolWorker-2] message decided" with every structured field dropped.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "bots.tasks.process_message": {"queue": "inbound"},
