@@ -27,6 +27,7 @@ from core.errors import ApplicationError
 
 SECRET_KEYS = frozenset({"token", "aes_key", "app_secret", "secret", "gewe_token"})
 DEFAULT_RATE_PER_HOUR = 200
+MAX_GAP_SECONDS = 600  # a random gap between two messages of a personal account (bridge): 0 = none
 
 _COMMON = ("rate_per_hour",)
 KIND_KEYS: dict[str, tuple[str, ...]] = {
@@ -41,6 +42,8 @@ KIND_KEYS: dict[str, tuple[str, ...]] = {
         "bot_nickname",
         "gewe_token",
         "gewe_app_id",
+        "min_gap_seconds",
+        "max_gap_seconds",
     ),
     Channel.Kind.WEB: _COMMON,
 }
@@ -97,6 +100,14 @@ def setting_clean(key: str, value: Any) -> Any:
                 % {"key": key}
             )
         return number
+    if key in ("min_gap_seconds", "max_gap_seconds"):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise _invalid(_("%(key)s must be a number of seconds") % {"key": key}) from None
+        if not 0 <= number <= MAX_GAP_SECONDS:
+            raise _invalid(_("%(key)s must be between 0 and %(most)s seconds") % {"key": key, "most": MAX_GAP_SECONDS})
+        return number
     if key == "passive_budget":
         try:
             number = float(value)
@@ -145,6 +156,9 @@ def channel_validate(*, kind: str, settings: dict[str, Any], secrets: dict[str, 
         raise _invalid(
             _("a %(kind)s channel needs %(keys)s") % {"kind": kind, "keys": ", ".join(missing)}, "missing_setting"
         )
+    low, high = config.get("min_gap_seconds"), config.get("max_gap_seconds")
+    if low not in (None, "") and high not in (None, "") and float(high) < float(low):
+        raise _invalid(_("%(max)s must not be below %(min)s") % {"max": "max_gap_seconds", "min": "min_gap_seconds"})
     if kind == Channel.Kind.OA and config.get("aes_key") and not config.get("app_id"):
         raise _invalid(
             _("safe mode (%(aes_key)s) needs %(app_id)s, the receive id of the encryption")

@@ -12,6 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
+from bots import ratelimit
 from bots.models import Channel, adapter_config, channel_config
 
 pytestmark = pytest.mark.django_db
@@ -103,6 +104,12 @@ def test_kf_and_bridge_and_web():
         (["--kind", "bridge", "--slug", "x", "--rate-per-hour", "-1"], "--rate-per-hour"),
         (oa_args(**{"--passive-budget": "6"}), "4.5"),
         (oa_args(**{"--app-id": "gh_123"}), "--app-id"),
+        (["--kind", "bridge", "--slug", "x", "--min-gap", "-1"], "--min-gap must be between 0 and 600"),
+        (
+            ["--kind", "bridge", "--slug", "x", "--min-gap", "5", "--max-gap", "2"],
+            "--max-gap must not be below --min-gap",
+        ),
+        (oa_args(**{"--min-gap": "2"}), "--min-gap does not apply to a oa channel"),
     ],
 )
 def test_invalid_input_is_a_clear_command_error_and_stores_nothing(args, message):
@@ -203,3 +210,16 @@ def test_admin_secrets_are_write_only_and_blank_keeps_them(admin_client):
     response = admin_client.post(url, {**form, "aes_key": "short"})
     assert response.status_code == 200
     assert channel_config(Channel.objects.get(pk=channel.pk))["aes_key"] == AES_KEY
+
+
+def test_bridge_gaps_between_sends_are_set_and_used_by_the_limiter():
+    run("--kind", "bridge", "--slug", "gap", "--min-gap", "2", "--max-gap", "5")
+    channel = Channel.objects.get(slug="gap")
+    assert (channel.settings["min_gap_seconds"], channel.settings["max_gap_seconds"]) == (2.0, 5.0)
+    limits = ratelimit.limits_for(channel.kind, channel.settings)
+    assert (limits.min_gap, limits.max_gap) == (2.0, 5.0)
+    assert "max_gap_seconds" in run("--kind", "bridge", "--slug", "gap", "--max-gap", "8")
+    assert ratelimit.limits_for("bridge", Channel.objects.get(slug="gap").settings).max_gap == 8.0
+    run("--kind", "bridge", "--slug", "gap", "--min-gap", "0", "--max-gap", "0")  # no gap at all
+    limits = ratelimit.limits_for("bridge", Channel.objects.get(slug="gap").settings)
+    assert (limits.min_gap, limits.max_gap) == (0.0, 0.0)

@@ -20,6 +20,8 @@ OPTIONS = {
     "group_mode": "group_mode",
     "bot_nickname": "bot_nickname",
     "rate_per_hour": "rate_per_hour",
+    "min_gap": "min_gap_seconds",
+    "max_gap": "max_gap_seconds",
     "passive_budget": "passive_budget",
     "api_base": "api_base",
 }
@@ -49,6 +51,12 @@ class Command(BaseCommand):
         parser.add_argument("--group-mode", help="bridge: mention (default), all or ignore")
         parser.add_argument("--bot-nickname", help="bridge: our nickname, stripped from @-mentions")
         parser.add_argument("--rate-per-hour", type=int, help="messages per hour this account may send (default 200)")
+        parser.add_argument(
+            "--min-gap", type=float, help="bridge: least seconds between two sends of the account (default 1; 0 = none)"
+        )
+        parser.add_argument(
+            "--max-gap", type=float, help="bridge: most seconds between two sends (default 3 × the least)"
+        )
         parser.add_argument("--passive-budget", type=float, help="oa: seconds to wait for a passive reply (0-4.5)")
         parser.add_argument("--api-base", help="oa, kf: API base URL (default: WECHAT_API_BASE / WECOM_API_BASE)")
         state = parser.add_mutually_exclusive_group()
@@ -84,9 +92,10 @@ class Command(BaseCommand):
             self.stderr.write("warning: no --send-url yet; replies stay in the outbox until one is set")
 
 
+_FLAG_OF = {key: flag for flag, key in OPTIONS.items()}
 _KEYS = re.compile(r"(?<![\w-])(" + "|".join(sorted(OPTIONS.values(), key=len, reverse=True)) + r")(?![\w-])")
 
 
 def _flags(message: str) -> str:
     """Service messages name settings (aes_key); say them as the flags the operator typed (--aes-key)."""
-    return _KEYS.sub(lambda match: "--" + match.group(1).replace("_", "-"), message)
+    return _KEYS.sub(lambda match: "--" + _FLAG_OF[match.group(1)].replace("_", "-"), message)
