@@ -433,9 +433,29 @@ def sweep_unprocessed(*, older_than_seconds: int | None = None, limit: int = 500
             direction=Message.Direction.IN, status=Message.Status.RECEIVED, created_at__lte=cutoff
         ).values_list("id", flat=True)[:limit]
     )
-    for message_id in ids:
+    queued = _sweep_marks_claim(ids)
+    for message_id in queued:
         _queue_processing(message_id)
-    return ids
+    return queued
+
+
+SWEEP_MARK_SECONDS = 300  # = the broker's visibility timeout: a task queued longer ago than this may really be lost
+
+
+def _sweep_marks_claim(ids: list[int]) -> list[int]:
+    """The ids the sweeper has not queued within ``SWEEP_MARK_SECONDS`` (marking them now). In a backlog longer
+    than ``KEFU_SWEEP_AFTER_SECONDS`` every waiting message looks unprocessed; without the mark each sweep would add
+    another copy of each to the queue it is waiting in, making the backlog longer. Redis down: all of them."""
+    if not ids:
+        return []
+    try:
+        pipe = kredis.client().pipeline(transaction=False)
+        for message_id in ids:
+            pipe.set(kredis.key("inbound", "swept", message_id), "1", nx=True, ex=SWEEP_MARK_SECONDS)
+        fresh = pipe.execute()
+    except RedisError:
+        return ids
+    return [message_id for message_id, was_set in zip(ids, fresh, strict=True) if was_set]
 
 
 @transaction.atomic

@@ -80,6 +80,23 @@ def test_sweeper_requeues_a_message_whose_task_was_lost(redis_clean, web_channel
     assert len(_replies()) == 1
 
 
+def test_a_waiting_backlog_is_swept_into_the_queue_once_not_at_every_sweep(redis_clean, web_channel, greeting_rule):
+    """A backlog older than KEFU_SWEEP_AFTER_SECONDS looks unprocessed: the sweeper queues each message once per
+    mark period, so repeated sweeps do not pile copies onto the queue the messages already wait in."""
+    messages = [services.message_receive(channel=web_channel, inbound=_inbound("你好", f"bk-{i}"))[0] for i in range(3)]
+    ids = sorted(m.id for m in messages)
+    assert redis_clean.llen("kefu:celery:inbound") == 3  # queued by the webhook path
+    assert sorted(services.sweep_unprocessed(older_than_seconds=0)) == ids
+    assert services.sweep_unprocessed(older_than_seconds=0) == []
+    assert services.sweep_unprocessed(older_than_seconds=0) == []
+    assert redis_clean.llen("kefu:celery:inbound") == 6  # one sweep's copies, not one per sweep
+    redis_clean.delete(*[f"kefu:inbound:swept:{pk}" for pk in ids])  # the marks expired (or Redis was flushed)
+    assert sorted(services.sweep_unprocessed(older_than_seconds=0)) == ids
+    with running_worker():
+        wait_for(lambda: len(_replies()) == 3 and all(r.status == Message.Status.SENT for r in _replies()))
+    assert len(_replies()) == 3
+
+
 def test_unknown_text_gets_the_fallback_with_a_trace(celery_worker, web_channel, greeting_rule):
     services.message_receive(channel=web_channel, inbound=_inbound("量子纠缠是什么"))
     reply = wait_for(lambda: _replies() and _replies()[0])
