@@ -205,3 +205,54 @@ def test_direct_probability_path_matches_scikit_learn(model, data):
     fast = model._predict_proba_features(X)
     np.testing.assert_allclose(fast, model._clf.predict_proba(X), rtol=1e-6, atol=1e-9)
     assert fast.shape == (40, len(model.labels))
+
+
+def test_default_model_is_the_svm_alone(model):
+    assert model._clf_lr is None
+    assert model.info.extra["logreg_weight"] == 0.0
+    assert IntentConfig().logreg_weight == 0.0  # opt-in: it lowered our own held-out split (module notes)
+
+
+@pytest.fixture(scope="module")
+def ensemble(data):
+    (texts, labels), _ = data
+    return IntentClassifier.train(texts, labels, config=IntentConfig(embedding=None, logreg_weight=0.7))
+
+
+def test_logistic_regression_member_is_averaged_in(ensemble, data):
+    from knowledge.ml.intents import _member_proba
+    from knowledge.ml.normalize import normalize
+
+    _, (texts, _labels) = data
+    assert ensemble.info.extra["logreg_weight"] == 0.7
+    assert list(ensemble._clf_lr.classes_) == ensemble.labels
+    X = ensemble._transform([normalize(t) for t in texts[:40]])
+    svm, lr = ensemble._clf.predict_proba(X), ensemble._clf_lr.predict_proba(X)
+    assert not np.allclose(svm, lr)  # two different members, not one counted twice
+    np.testing.assert_allclose(_member_proba(ensemble._clf_lr, X, len(ensemble.labels)), lr, rtol=1e-5, atol=1e-7)
+    mixed = ensemble._predict_proba_features(X)
+    np.testing.assert_allclose(mixed, 0.3 * svm + 0.7 * lr, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, rtol=1e-6)
+    assert evaluate(ensemble, texts, _labels, measure_latency=False)["accuracy"] >= 0.70
+
+
+def test_ensemble_survives_dumps_loads(ensemble):
+    clone = IntentClassifier.loads(ensemble.dumps())
+    assert clone._clf_lr is not None and clone.config.logreg_weight == 0.7
+    for text in ["发票怎么开", "東西寄到哪了", "可以便宜点吗"]:
+        assert clone.predict(text, k=3) == ensemble.predict(text, k=3)
+
+
+def test_blob_written_before_the_ensemble_still_loads(ensemble):
+    """Models stored before ``logreg_weight``/``clf_lr`` existed load as the SVM alone."""
+    import pickle
+
+    from knowledge.ml import intents
+
+    payload = pickle.loads(ensemble.dumps()[len(intents._MAGIC) :])
+    del payload["clf_lr"]
+    del vars(payload["config"])["logreg_weight"]
+    old = IntentClassifier.loads(intents._MAGIC + pickle.dumps(payload))
+    assert old._clf_lr is None and old.config.logreg_weight == 0.0
+    svm_only = old._clf.predict_proba(old._transform(["发票怎么开"]))[0]
+    assert [p for _, p in old.predict("发票怎么开", k=len(old.labels))] == pytest.approx(sorted(svm_only)[::-1])
