@@ -60,10 +60,7 @@ def _insert_sql(model: type[Model]) -> tuple[str, tuple]:
     fields = tuple(field for field in meta.concrete_fields if not field.primary_key)
     columns = ", ".join(quote(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders}) "
-        f"RETURNING {quote(meta.pk.column)}"
-    )
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders}) RETURNING {quote(meta.pk.column)}"
     return sql, fields
 
 
