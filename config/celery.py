@@ -8,6 +8,10 @@ from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
+from core import broker  # noqa: E402
+
+broker.register()  # redis:// brokers through core.broker.Transport (one Redis client per channel)
+
 app = Celery("kefu")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue("inbound"), Queue("outbound"), Queue("default"), Queue("ml")]

@@ -4,12 +4,14 @@ import os
 import uuid
 
 import pytest
-from celery import Celery
+from celery import Celery, _state
+from celery.app import trace
 from celery.contrib.testing.worker import start_worker
 
 from bots import services
 from bots.channels.base import InboundMessage
 from bots.models import Message
+from config.celery import app as kefu_app
 from tests.conftest import wait_for
 
 AMQP_URL = os.environ.get("KEFU_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -29,8 +31,13 @@ def test_message_is_processed_over_a_rabbitmq_broker(redis_clean, web_channel, g
     )
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=3)  # fails loudly when RabbitMQ is not running
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=[queue], shutdown_timeout=20):
-        app.send_task("bots.tasks.process_message", args=[message.id], queue=queue)
-        wait_for(lambda: Message.objects.get(pk=message.id).status == Message.Status.PROCESSED)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, queues=[queue], shutdown_timeout=20):
+            app.send_task("bots.tasks.process_message", args=[message.id], queue=queue)
+            wait_for(lambda: Message.objects.get(pk=message.id).status == Message.Status.PROCESSED)
+    finally:  # the worker made this app the current one: later tests' task.delay() would publish to RabbitMQ
+        trace.reset_worker_optimizations()
+        _state.set_default_app(kefu_app)
+        kefu_app.set_current()
     reply = Message.objects.get(reply_to=message)
     assert reply.content.startswith("您好")
