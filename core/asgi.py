@@ -18,13 +18,32 @@ be cancelled anyway; Django only cancels async views).
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import FileResponse
 from django.urls import set_script_prefix
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _request_executor() -> ThreadPoolExecutor:
+    """The threads that run requests in this process: ``KEFU_WEB_THREADS`` (default 32)."""
+    global _executor
+    if _executor is None:
+        with _executor_lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(
+                    max_workers=int(getattr(settings, "KEFU_WEB_THREADS", 32)), thread_name_prefix="kefu-http"
+                )
+    return _executor
 
 
 class SyncChainASGIHandler(ASGIHandler):
@@ -43,10 +62,13 @@ class SyncChainASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         set_script_prefix(get_script_prefix(scope))
-        # thread_sensitive=False: the loop's thread pool, reused across requests (Django's ThreadSensitiveContext
-        # would start a thread per request); the whole request runs in that one call, so nothing else needs its
-        # thread-local state (the database connection is returned by request_finished inside it).
-        response = await sync_to_async(self._respond, thread_sensitive=False)(scope, body_file)
+        # thread_sensitive=False with our own pool, reused across requests (Django's ThreadSensitiveContext starts
+        # a thread per request); the whole request runs in that one call, so nothing else needs its thread-local
+        # state (the database connection is returned by request_finished inside it). The pool is larger than the
+        # loop's default (cores + 4): an Official Account push may wait seconds for its passive reply.
+        response = await sync_to_async(self._respond, thread_sensitive=False, executor=_request_executor())(
+            scope, body_file
+        )
         try:
             await self.send_response(response, send)
         finally:

@@ -269,6 +269,9 @@ KEFU_CONVERSATION_IDLE_MINUTES = env.int("KEFU_CONVERSATION_IDLE_MINUTES", defau
 # PIPL retention: message content older than this many days is replaced nightly (bots.privacy_tasks)
 KEFU_RETENTION_DAYS = env.int("KEFU_RETENTION_DAYS", default=180)
 KEFU_SWEEP_AFTER_SECONDS = env.int("KEFU_SWEEP_AFTER_SECONDS", default=20)
+# Threads per web process that run HTTP requests (core.asgi); an Official Account push may hold one for seconds
+# while it waits for a passive reply.
+KEFU_WEB_THREADS = env.int("KEFU_WEB_THREADS", default=32)
 KEFU_REALTIME_BACKLOG = env.int("KEFU_REALTIME_BACKLOG", default=500)
 # Seconds an Official Account webhook waits for the bot's passive reply (channel setting passive_budget wins)
 KEFU_OA_PASSIVE_BUDGET_SECONDS = env.float("KEFU_OA_PASSIVE_BUDGET_SECONDS", default=3.0)

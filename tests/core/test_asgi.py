@@ -36,7 +36,16 @@ def _streamed(request):
     return StreamingHttpResponse(chunks(), content_type="text/plain")
 
 
-urlpatterns = [path("plain/", _plain), path("streamed/", _streamed)]
+BARRIER = threading.Barrier(12, timeout=20)
+
+
+def _meet(request):
+    """Returns only when 12 requests are inside views at the same time (else BrokenBarrierError: a 500)."""
+    BARRIER.wait()
+    return HttpResponse(threading.current_thread().name)
+
+
+urlpatterns = [path("plain/", _plain), path("streamed/", _streamed), path("meet/", _meet)]
 
 
 def _request(method, path_, body=b"", headers=()):
@@ -95,7 +104,22 @@ def test_one_worker_thread_runs_the_signals_the_middleware_and_the_view(settings
     assert headers[b"X-Content-Type-Options"] == b"nosniff"  # the security middleware ran
     assert [name for name, _ in signal_log] == ["started", "view", "finished"]
     threads = {thread for _, thread in signal_log}
-    assert len(threads) == 1 and threads != {threading.current_thread().name}
+    assert len(threads) == 1 and next(iter(threads)).startswith("kefu-http")
+
+
+def test_more_requests_run_at_once_than_the_event_loops_default_pool(settings):
+    """The loop's default executor has cores + 4 threads (6 here); requests that wait (an Official Account push
+    waiting for its passive reply) must not hold up the rest: 12 views are inside at the same moment."""
+    settings.ROOT_URLCONF = __name__
+    BARRIER.reset()
+
+    async def run():
+        communicators = [HttpCommunicator(application, "GET", "/meet/") for _ in range(12)]
+        return await asyncio.gather(*(c.get_response(timeout=30) for c in communicators))
+
+    responses = async_to_sync(run)()
+    assert [r["status"] for r in responses] == [200] * 12
+    assert len({r["body"] for r in responses}) == 12  # twelve threads of the request pool
 
 
 def test_a_streaming_response_is_closed_after_its_last_chunk(settings, signal_log):
