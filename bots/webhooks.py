@@ -29,8 +29,8 @@ from bots.channels.oa import ACK, OfficialAccountAdapter
 from bots.channels.registry import adapter_for
 from bots.channels.wecom_kf import WecomKfAdapter
 from bots.models import Channel, adapter_config
-from bots.services.common import first_row_sql
 from bots.services.inbound import passive_budget, passive_reply_wait
+from core import fastsql
 from core import logging as klog
 from core import redis as kredis
 from core.errors import ApplicationError
@@ -49,7 +49,9 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
 def _enabled_channel(*, slug: str, kind: str) -> Channel | None:
     """The enabled channel of ``kind`` with ``slug``, read on every request (no cache: a disabled channel or a
     new secret applies at once), as a raw statement: ≈ 0.45 ms of CPU against ≈ 1 ms for the ORM query."""
-    return next(iter(Channel.objects.raw(first_row_sql(Channel, ("slug", "kind"), ("enabled",)), [slug, kind])), None)
+    return next(
+        iter(Channel.objects.raw(fastsql.first_row_sql(Channel, ("slug", "kind"), ("enabled",)), [slug, kind])), None
+    )
 
 
 def _webhook(kind: str, methods: list[str]) -> Callable:

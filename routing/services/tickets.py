@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from bots.models import Conversation, Message
+from core import fastsql
 from core.errors import ApplicationError
 from routing import selectors
 from routing.models import AgentGroup, AgentProfile, Ticket, TicketEvent
@@ -434,10 +435,9 @@ def csat_capture(conversation_id: int, text: str, *, customer_id: int | None = N
 
 @functools.cache
 def _csat_pending_sql() -> str:
-    meta, quote = Ticket._meta, connection.ops.quote_name
     return (
-        f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.get_field('customer').column)} = %s "
-        f"AND {quote(meta.get_field('csat_state').column)} = %s LIMIT 1"
+        f"SELECT 1 FROM {fastsql.table(Ticket)} WHERE {fastsql.column(Ticket, 'customer')} = %s "
+        f"AND {fastsql.column(Ticket, 'csat_state')} = %s LIMIT 1"
     )
 
 
