@@ -18,7 +18,7 @@ be cancelled anyway; Django only cancels async views).
 
 from __future__ import annotations
 
-import threading
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
@@ -30,20 +30,14 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import FileResponse
 from django.urls import set_script_prefix
 
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
 
-
+@functools.cache
 def _request_executor() -> ThreadPoolExecutor:
-    """The threads that run requests in this process: ``KEFU_WEB_THREADS`` (default 32)."""
-    global _executor
-    if _executor is None:
-        with _executor_lock:
-            if _executor is None:
-                _executor = ThreadPoolExecutor(
-                    max_workers=int(getattr(settings, "KEFU_WEB_THREADS", 32)), thread_name_prefix="kefu-http"
-                )
-    return _executor
+    """The threads that run requests in this process: ``KEFU_WEB_THREADS`` (default 32). Only the event loop's
+    thread calls it (``handle``), so the cache needs no lock."""
+    return ThreadPoolExecutor(
+        max_workers=int(getattr(settings, "KEFU_WEB_THREADS", 32)), thread_name_prefix="kefu-http"
+    )
 
 
 class SyncChainASGIHandler(ASGIHandler):

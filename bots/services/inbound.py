@@ -41,12 +41,14 @@ def _conversation_for(customer: Customer, now: dt.datetime, latest: Conversation
     newest conversation, locked, when the caller read it with the customer (used when it is still open)."""
     if latest is None or not _conversation_reusable(latest, now):
         latest = Conversation.objects.select_for_update().filter(customer=customer).order_by("-id").first()
-    if latest is not None and _conversation_reusable(latest, now):
-        if latest.status == Conversation.Status.RESOLVED:
-            latest.status = Conversation.Status.BOT
-            latest.resolved_at = None
-        return latest
-    return Conversation.objects.create(customer=customer, channel=customer.channel, status=Conversation.Status.BOT)
+        if latest is None or not _conversation_reusable(latest, now):
+            return Conversation.objects.create(
+                customer=customer, channel=customer.channel, status=Conversation.Status.BOT
+            )
+    if latest.status == Conversation.Status.RESOLVED:
+        latest.status = Conversation.Status.BOT
+        latest.resolved_at = None
+    return latest
 
 
 @functools.cache
@@ -115,18 +117,14 @@ def _message_store(*, channel: Channel, inbound: InboundMessage, passive_wait: f
     # one writer per customer at a time: a known customer and its newest conversation are read and locked in one
     # statement; the duplicate check comes after the lock, so a concurrent copy of this message is seen committed
     customer, latest = _customer_locked(channel, inbound.sender_id)
-    if customer is not None:
-        existing = _message_seen(channel_id=channel.id, external_id=inbound.external_id)
-        if existing is not None:
-            return existing, False
-    else:
+    if customer is None:
         customer, _ = Customer.objects.get_or_create(
             channel=channel, external_id=inbound.sender_id, defaults={"nickname": inbound.nickname}
         )
         customer = Customer.objects.select_for_update().get(pk=customer.pk)
-        existing = _message_seen(channel_id=channel.id, external_id=inbound.external_id)
-        if existing is not None:
-            return existing, False
+    existing = _message_seen(channel_id=channel.id, external_id=inbound.external_id)
+    if existing is not None:
+        return existing, False
     if inbound.nickname and inbound.nickname != customer.nickname:
         customer.nickname = inbound.nickname
         customer.save(update_fields=["nickname", "updated_at"])

@@ -77,9 +77,10 @@ def reply_queue(
                 reply_to=reply_to,
             )
         )
+        inline = not refusal and send_inline and not send_delay
         # an inline send of a row the fast claim would take anyway is claimed by the INSERT itself (one UPDATE
         # less); the claim record is written before the commit, as ``_outbox_claim_fast`` does
-        preclaimed = not refusal and send_inline and not send_delay and _fast_claim_allowed(conversation.channel)
+        preclaimed = inline and _fast_claim_allowed(conversation.channel)
         outbox = fastsql.insert(
             Outbox(
                 message=message,
@@ -94,13 +95,11 @@ def reply_queue(
         if screening.outbound_screen(message=message, outbox=outbox):  # a sensitive block word: never sent
             return message
         publish_message(message, conversation.customer_id)
-        if preclaimed:
-            _claim_record(outbox.pk)
+        if inline:
             outbox.message = message  # message.conversation is the caller's, its customer loaded
-            outbox.preclaimed = True  # for _outbox_claim_fast: this process holds the claim
-            transaction.on_commit(lambda: _send_inline(outbox))
-        elif not refusal and send_inline and not send_delay:
-            outbox.message = message
+            if preclaimed:
+                _claim_record(outbox.pk)
+                outbox.preclaimed = True  # for _outbox_claim_fast: this process holds the claim
             transaction.on_commit(lambda: _send_inline(outbox))
         elif not refusal:
             transaction.on_commit(lambda: _queue_send(outbox.id, countdown=send_delay))
