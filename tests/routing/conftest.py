@@ -13,6 +13,21 @@ from django.utils import timezone
 _seq = itertools.count(1)
 
 
+def customer_said(conversation, text, kind="answer", **trace):
+    """A customer message the bot already handled (its decision trace stored)."""
+    from bots.models import Message
+
+    return Message.objects.create(
+        conversation=conversation,
+        channel=conversation.channel,
+        direction=Message.Direction.IN,
+        sender=Message.Sender.CUSTOMER,
+        content=text,
+        status=Message.Status.PROCESSED,
+        trace={"kind": kind, **trace},
+    )
+
+
 @pytest.fixture
 def make_customer(web_channel):
     from bots.models import Conversation, Customer

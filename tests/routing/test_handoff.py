@@ -6,27 +6,15 @@ import zoneinfo
 import pytest
 from django.utils import timezone
 
-from bots.models import Conversation, Message
+from bots.models import Conversation
 from routing.models import AgentGroup, BusinessHours, Holiday, Priority, RoutingRule, Ticket, TicketEvent
 from routing.services import group_is_open, group_next_open, handoff_check, handoff_start, rfm_recompute
 from routing.services.rules import RoutingContext, rule_matches
+from tests.routing.conftest import customer_said as _said
 from tests.routing.conftest import system_texts
 
 pytestmark = pytest.mark.django_db
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
-
-
-def _said(conversation, text, kind="answer", **trace):
-    """A customer message the bot already handled (its decision trace stored)."""
-    return Message.objects.create(
-        conversation=conversation,
-        channel=conversation.channel,
-        direction=Message.Direction.IN,
-        sender=Message.Sender.CUSTOMER,
-        content=text,
-        status=Message.Status.PROCESSED,
-        trace={"kind": kind, **trace},
-    )
 
 
 def _check(conversation, text, kind="answer", **trace):

@@ -2,23 +2,11 @@
 
 import pytest
 
-from bots.models import Message
 from routing.models import Ticket
 from routing.services import csat_capture, handoff_check, handoff_start
+from tests.routing.conftest import customer_said as _said
 
 pytestmark = pytest.mark.django_db
-
-
-def _said(conversation, text, kind="answer"):
-    return Message.objects.create(
-        conversation=conversation,
-        channel=conversation.channel,
-        direction=Message.Direction.IN,
-        sender=Message.Sender.CUSTOMER,
-        content=text,
-        status=Message.Status.PROCESSED,
-        trace={"kind": kind},
-    )
 
 
 def test_csat_capture_without_a_pending_survey_is_one_statement(make_customer, django_assert_num_queries):
