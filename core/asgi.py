@@ -35,9 +35,7 @@ from django.urls import set_script_prefix
 def _request_executor() -> ThreadPoolExecutor:
     """The threads that run requests in this process: ``KEFU_WEB_THREADS`` (default 32). Only the event loop's
     thread calls it (``handle``), so the cache needs no lock."""
-    return ThreadPoolExecutor(
-        max_workers=int(getattr(settings, "KEFU_WEB_THREADS", 32)), thread_name_prefix="kefu-http"
-    )
+    return ThreadPoolExecutor(max_workers=settings.KEFU_WEB_THREADS, thread_name_prefix="kefu-http")
 
 
 class SyncChainASGIHandler(ASGIHandler):

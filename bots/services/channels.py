@@ -75,6 +75,13 @@ def _invalid(message: str, code: str = "invalid_channel") -> ApplicationError:
     return ApplicationError(message, code=code)
 
 
+def _seconds(key: str, value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise _invalid(_("%(key)s must be a number of seconds") % {"key": key}) from None
+
+
 def setting_clean(key: str, value: Any) -> Any:
     """One setting or secret, validated and normalised. Raises ``ApplicationError``."""
     if key == "aes_key":
@@ -101,18 +108,12 @@ def setting_clean(key: str, value: Any) -> Any:
             )
         return number
     if key in ("min_gap_seconds", "max_gap_seconds"):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise _invalid(_("%(key)s must be a number of seconds") % {"key": key}) from None
+        number = _seconds(key, value)
         if not 0 <= number <= MAX_GAP_SECONDS:
             raise _invalid(_("%(key)s must be between 0 and %(most)s seconds") % {"key": key, "most": MAX_GAP_SECONDS})
         return number
     if key == "passive_budget":
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise _invalid(_("%(key)s must be a number of seconds") % {"key": key}) from None
+        number = _seconds(key, value)
         if not 0 <= number <= 4.5:
             raise _invalid(_("%(key)s must be between 0 and 4.5 seconds (WeChat waits 5)") % {"key": key})
         return number
