@@ -1,6 +1,7 @@
 """The ASGI application (config.asgi) runs Django's whole HTTP path in one sync call (core.asgi)."""
 
 import asyncio
+import contextvars
 import json
 import threading
 
@@ -37,6 +38,15 @@ def _streamed(request):
 
 
 BARRIER = threading.Barrier(12, timeout=20)
+MARK: contextvars.ContextVar[str] = contextvars.ContextVar("test_asgi_mark", default="unset")
+
+
+def _marks(request):
+    """Answers the mark it found, then sets its own: a context variable left over from an earlier request on the
+    same worker thread would show up in a later answer."""
+    found = MARK.get()
+    MARK.set(request.GET["n"])
+    return HttpResponse(f"{found}|{threading.current_thread().name}")
 
 
 def _meet(request):
@@ -45,7 +55,12 @@ def _meet(request):
     return HttpResponse(threading.current_thread().name)
 
 
-urlpatterns = [path("plain/", _plain), path("streamed/", _streamed), path("meet/", _meet)]
+urlpatterns = [
+    path("plain/", _plain),
+    path("streamed/", _streamed),
+    path("meet/", _meet),
+    path("marks/", _marks),
+]
 
 
 def _request(method, path_, body=b"", headers=()):
@@ -120,6 +135,25 @@ def test_more_requests_run_at_once_than_the_event_loops_default_pool(settings):
     responses = async_to_sync(run)()
     assert [r["status"] for r in responses] == [200] * 12
     assert len({r["body"] for r in responses}) == 12  # twelve threads of the request pool
+
+
+def test_context_variables_do_not_reach_the_next_request_on_a_thread(settings):
+    """Each request runs in its own copy of the context: 40 requests one after the other (more than the pool's 32
+    threads, so threads are reused) all start from the default value."""
+    settings.ROOT_URLCONF = __name__
+
+    async def run():
+        answers = []
+        for n in range(40):
+            communicator = HttpCommunicator(application, "GET", "/marks/", body=b"")
+            communicator.scope["query_string"] = f"n={n}".encode()
+            answers.append((await communicator.get_response(timeout=10))["body"].decode())
+        return answers
+
+    answers = async_to_sync(run)()
+    threads = [answer.split("|")[1] for answer in answers]
+    assert len(set(threads)) < len(threads)  # some thread served more than one request
+    assert [answer.split("|")[0] for answer in answers] == ["unset"] * 40
 
 
 def test_a_streaming_response_is_closed_after_its_last_chunk(settings, signal_log):
