@@ -118,3 +118,28 @@ def test_percentiles_nearest_rank():
     values = [float(v) for v in range(1, 101)]
     assert engine.percentiles(values) == {"p50": 50.0, "p95": 95.0, "p99": 99.0, "max": 100.0, "mean": 50.5}
     assert str(engine.percentiles([])["p50"]) == "nan"
+
+
+def test_the_command_refreshes_the_planner_statistics_of_the_message_path(transactional_db, web_channel):
+    """``manage.py loadtest`` runs VACUUM (ANALYZE) on the path's tables first: afterwards PostgreSQL's row
+    estimate of the message table is its real size (it was never analysed, or analysed before these rows)."""
+    from django.db import connection
+
+    from bots.management.commands.loadtest import Command
+    from bots.models import Conversation, Customer, Message
+
+    customer = Customer.objects.create(channel=web_channel, external_id="vacuum-check")
+    conversation = Conversation.objects.create(customer=customer, channel=web_channel)
+    for i in range(37):
+        Message.objects.create(
+            conversation=conversation, channel=web_channel, direction="in", content=f"m{i}", external_id=f"v{i}"
+        )
+
+    def estimate() -> float:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [Message._meta.db_table])
+            return cursor.fetchone()[0]
+
+    assert estimate() != Message.objects.count()
+    Command()._vacuum(quiet=True)
+    assert estimate() == Message.objects.count() == 37
