@@ -73,23 +73,39 @@ def instances_from_row(row: Sequence[Any], models: Sequence[type[Model]]) -> lis
 
 
 @functools.cache
-def _insert_sql(model: type[Model]) -> tuple[str, tuple]:
+def _insert_sql(model: type[Model], skip_conflicts: bool = False) -> tuple[str, tuple]:
     quote = connection.ops.quote_name
     fields = tuple(field for field in model._meta.concrete_fields if not field.primary_key)
     columns = ", ".join(quote(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
     pk = quote(model._meta.pk.column)
-    return f"INSERT INTO {table(model)} ({columns}) VALUES ({placeholders}) RETURNING {pk}", fields
+    conflicts = " ON CONFLICT DO NOTHING" if skip_conflicts else ""
+    return f"INSERT INTO {table(model)} ({columns}) VALUES ({placeholders}){conflicts} RETURNING {pk}", fields
 
 
 def insert(instance: Model) -> Model:
     """Store a new instance (auto primary key) as ``instance.save()`` would, in one prepared INSERT … RETURNING.
     A unique violation raises ``django.db.IntegrityError`` as the ORM does."""
-    sql, fields = _insert_sql(type(instance))
+    stored = _insert(instance, skip_conflicts=False)
+    assert stored is not None  # without ON CONFLICT a row is stored or an error raised
+    return stored
+
+
+def insert_new(instance: Model) -> Model | None:
+    """``insert`` with ``ON CONFLICT DO NOTHING``: the stored instance, or None when a row with one of its unique
+    values exists (or is being inserted by a transaction not yet committed: PostgreSQL waits for it first)."""
+    return _insert(instance, skip_conflicts=True)
+
+
+def _insert(instance: Model, *, skip_conflicts: bool) -> Model | None:
+    sql, fields = _insert_sql(type(instance), skip_conflicts)
     values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
-        instance.pk = cursor.fetchone()[0]
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    instance.pk = row[0]
     instance._state.adding = False
     instance._state.db = connection.alias
     return instance

@@ -73,9 +73,20 @@ def _customer_locked(channel: Channel, sender_id: str) -> tuple[Customer | None,
         customer.channel = channel
         conversation.customer = customer
         return customer, conversation
-    # a new customer, or one without a conversation yet
-    customer = Customer.objects.select_for_update().filter(channel=channel, external_id=sender_id).first()
-    return customer, None
+    return None, None  # a new customer, or one without a conversation yet: see _customer_new
+
+
+def _customer_new(channel: Channel, inbound: InboundMessage) -> tuple[Customer, bool]:
+    """The customer ``_customer_locked`` did not find with a conversation, locked: ``(customer, True)`` when this
+    request created it (one INSERT … ON CONFLICT DO NOTHING: a new row is invisible to others, and a concurrent
+    insert of the same sender waits for this transaction), else the existing row (a customer without a
+    conversation, or one another request created first) read with FOR UPDATE."""
+    customer = fastsql.insert_new(Customer(channel=channel, external_id=inbound.sender_id, nickname=inbound.nickname))
+    if customer is not None:
+        return customer, True
+    customer = Customer.objects.select_for_update().get(channel=channel, external_id=inbound.sender_id)
+    customer.channel = channel
+    return customer, False
 
 
 def _message_seen(*, channel_id: int, external_id: str) -> Message | None:
@@ -114,22 +125,27 @@ def message_receive(*, channel: Channel, inbound: InboundMessage, passive_wait: 
 
 @transaction.atomic
 def _message_store(*, channel: Channel, inbound: InboundMessage, passive_wait: float) -> tuple[Message, bool]:
-    # one writer per customer at a time: a known customer and its newest conversation are read and locked in one
-    # statement; the duplicate check comes after the lock, so a concurrent copy of this message is seen committed
+    # One writer per customer at a time: a known customer and its newest conversation are read and locked in one
+    # statement; the duplicate check comes after the lock, so a concurrent copy of this message is seen committed.
+    # A customer created here has no messages: its first message is not a redelivery (the same message from the
+    # same sender would have found the customer), and it starts a conversation already stamped with this message.
     customer, latest = _customer_locked(channel, inbound.sender_id)
+    created = False
     if customer is None:
-        customer, _ = Customer.objects.get_or_create(
-            channel=channel, external_id=inbound.sender_id, defaults={"nickname": inbound.nickname}
-        )
-        customer = Customer.objects.select_for_update().get(pk=customer.pk)
-    existing = _message_seen(channel_id=channel.id, external_id=inbound.external_id)
-    if existing is not None:
-        return existing, False
-    if inbound.nickname and inbound.nickname != customer.nickname:
-        customer.nickname = inbound.nickname
-        customer.save(update_fields=["nickname", "updated_at"])
+        customer, created = _customer_new(channel, inbound)
     now = timezone.now()
-    conversation = _conversation_for(customer, now, latest)
+    if created:
+        conversation = fastsql.insert(
+            Conversation(customer=customer, channel=channel, status=Conversation.Status.BOT, last_message_at=now)
+        )
+    else:
+        existing = _message_seen(channel_id=channel.id, external_id=inbound.external_id)
+        if existing is not None:
+            return existing, False
+        if inbound.nickname and inbound.nickname != customer.nickname:
+            customer.nickname = inbound.nickname
+            customer.save(update_fields=["nickname", "updated_at"])
+        conversation = _conversation_for(customer, now, latest)
     from_servicer = bool(inbound.meta.get("from_servicer"))
     message = fastsql.insert(  # a duplicate id raises IntegrityError: see message_receive
         Message(
@@ -145,8 +161,9 @@ def _message_store(*, channel: Channel, inbound: InboundMessage, passive_wait: f
         )
     )
     screening.inbound_screen(message)  # sensitive words: masked, recorded and marked before anyone sees it
-    conversation.last_message_at = now
-    fastsql.update(conversation, ["last_message_at", "status", "resolved_at", "updated_at"])
+    if not created:
+        conversation.last_message_at = now
+        fastsql.update(conversation, ["last_message_at", "status", "resolved_at", "updated_at"])
     publish_message(message, customer.id)
     logger.info("message received", extra={"message_id": message.id, "conversation_id": conversation.id})
     if not from_servicer:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from bots import services
 from bots.channels.base import InboundMessage
-from bots.models import Channel, Conversation, Message
+from bots.models import Channel, Conversation, Customer, Message
 from bots.services import inbound
 
 
@@ -51,6 +51,61 @@ def test_the_same_message_delivered_twice_at_once_is_stored_once(bridge, known_c
     assert len({message.pk for message, _created in results}) == 1
     assert Message.objects.filter(channel=bridge, external_id="dup").count() == 1
     assert Conversation.objects.filter(customer__external_id="wxid_store").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_first_messages_of_a_new_customer_at_once_make_one_customer_and_one_conversation(bridge):
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def deliver(external_id):
+        try:
+            barrier.wait()
+            results.append(services.message_receive(channel=bridge, inbound=_inbound(external_id, sender="wxid_new")))
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver, args=(external_id,)) for external_id in ("n1", "n2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [created for _message, created in results] == [True, True]
+    assert Customer.objects.filter(channel=bridge, external_id="wxid_new").count() == 1
+    conversation = Conversation.objects.get(customer__external_id="wxid_new")
+    assert set(conversation.messages.values_list("external_id", flat=True)) == {"n1", "n2"}
+
+
+@pytest.mark.django_db
+def test_a_new_customer_starts_with_its_nickname_and_a_stamped_conversation(bridge):
+    inbound_message = InboundMessage(
+        external_id="hello-1", sender_id="wxid_fresh", type="text", text="在吗", nickname="小李"
+    )
+    message, created = services.message_receive(channel=bridge, inbound=inbound_message)
+    assert created
+    customer = Customer.objects.get(channel=bridge, external_id="wxid_fresh")
+    assert customer.nickname == "小李" and customer.phone_index == ""
+    conversation = Conversation.objects.get(customer=customer)
+    assert conversation.status == Conversation.Status.BOT and conversation.channel_id == bridge.id
+    assert conversation.last_message_at is not None
+    assert abs(conversation.last_message_at - message.created_at) < dt.timedelta(seconds=1)
+    assert message.conversation_id == conversation.id
+
+
+@pytest.mark.django_db
+def test_a_customer_stored_without_a_conversation_gets_one(bridge):
+    """Customers can exist without conversations (an import, an erased history): the first message finds the
+    row (its INSERT … ON CONFLICT stores nothing), keeps it, and opens a conversation."""
+    existing = Customer.objects.create(channel=bridge, external_id="wxid_known", nickname="老客户")
+    message, created = services.message_receive(channel=bridge, inbound=_inbound("k1", sender="wxid_known"))
+    again, created_again = services.message_receive(channel=bridge, inbound=_inbound("k1", sender="wxid_known"))
+    assert created and not created_again and again.pk == message.pk
+    assert list(Customer.objects.filter(channel=bridge, external_id="wxid_known")) == [existing]
+    assert Customer.objects.get(pk=existing.pk).nickname == "老客户"
+    conversation = Conversation.objects.get(customer=existing)
+    assert message.conversation_id == conversation.id and conversation.last_message_at is not None
 
 
 @pytest.mark.django_db(transaction=True)

@@ -84,3 +84,17 @@ def test_joined_rows_load_like_the_orm(conversation):
     orm = Customer.objects.get(pk=loaded_customer.pk)
     for field in Customer._meta.concrete_fields:
         assert getattr(loaded_customer, field.attname) == getattr(orm, field.attname), field.name
+
+
+@pytest.mark.django_db
+def test_insert_new_stores_a_row_or_answers_none_on_a_unique_conflict(conversation):
+    channel = conversation.channel
+    stored = fastsql.insert_new(Customer(channel=channel, external_id="c2", nickname="小张"))
+    assert stored is not None and stored.pk and not stored._state.adding
+    assert Customer.objects.get(pk=stored.pk).nickname == "小张"
+    again = fastsql.insert_new(Customer(channel=channel, external_id="c2", nickname="别人"))
+    assert again is None
+    assert Customer.objects.get(channel=channel, external_id="c2").nickname == "小张"
+    with connection.cursor() as cursor:  # the transaction is still usable: nothing was raised
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
