@@ -42,19 +42,27 @@ _local_seq = itertools.count(1)  # embedded mode only (no Redis)
 _local_log: dict[str, list[dict]] = {}
 
 
-# One round trip per event: number it, keep it in the backlog (the envelope is the JSON ``prefix`` + seq +
-# ``suffix``, byte for byte what json.dumps gives), and count the channel layer's members of the group (its
-# sorted set ``<prefix>:group:<name>``, see channels_redis ``_group_key``) so an event nobody listens to live is
-# not sent (most customer and conversation groups: only the simulator and an agent looking at the conversation
-# subscribe). A client that joins later still replays it from the backlog.
+# One round trip per event (and one for the same event to several groups): number it, keep it in the backlog
+# (the envelope is the JSON ``prefix`` + seq + ``suffix``, byte for byte what json.dumps gives), and count the
+# channel layer's members of the group (its sorted set ``<prefix>:group:<name>``, see channels_redis
+# ``_group_key``) so an event nobody listens to live is not sent (most customer and conversation groups: only the
+# simulator and an agent looking at the conversation subscribe). A client that joins later still replays it from
+# the backlog. KEYS: per group its sequence, backlog and layer-group keys; ARGV: backlog size, TTL, then per group
+# the envelope's prefix and suffix.
 _RECORD_LUA = """
-local seq = redis.call('INCR', KEYS[1])
-redis.call('ZADD', KEYS[2], seq, ARGV[1] .. seq .. ARGV[2])
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[3]) - 1)
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-local members = 1
-if KEYS[3] ~= '' then members = redis.call('ZCARD', KEYS[3]) end
-return {seq, members}
+local out = {}
+for i = 1, #KEYS / 3 do
+  local seq = redis.call('INCR', KEYS[3 * i - 2])
+  local log = KEYS[3 * i - 1]
+  redis.call('ZADD', log, seq, ARGV[2 * i + 1] .. seq .. ARGV[2 * i + 2])
+  redis.call('ZREMRANGEBYRANK', log, 0, -tonumber(ARGV[1]) - 1)
+  redis.call('EXPIRE', log, ARGV[2])
+  local members = 1
+  if KEYS[3 * i] ~= '' then members = redis.call('ZCARD', KEYS[3 * i]) end
+  table.insert(out, seq)
+  table.insert(out, members)
+end
+return out
 """
 _record_script = None
 
@@ -70,24 +78,30 @@ def _layer_group_key(group: str) -> str:
     return f"{config.get('prefix', 'asgi')}:group:{group}"
 
 
-def _record(group: str, event: str, payload: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Number and keep the event; returns (envelope, whether the group may have live members)."""
+def _record(groups: list[str], event: str, payload: dict[str, Any]) -> list[tuple[dict[str, Any], bool]]:
+    """Number and keep the event in each group; per group (envelope, whether the group may have live members)."""
     global _record_script
     if settings.KEFU_EMBEDDED:
-        envelope = {"event": event, "seq": next(_local_seq), "group": group, "payload": payload}
-        _local_log.setdefault(group, []).append(envelope)
-        del _local_log[group][: -settings.KEFU_REALTIME_BACKLOG]
-        return envelope, True
+        recorded = []
+        for group in groups:
+            envelope = {"event": event, "seq": next(_local_seq), "group": group, "payload": payload}
+            _local_log.setdefault(group, []).append(envelope)
+            del _local_log[group][: -settings.KEFU_REALTIME_BACKLOG]
+            recorded.append((envelope, True))
+        return recorded
     if _record_script is None:
         _record_script = kredis.client().register_script(_RECORD_LUA)
     prefix = json.dumps({"event": event}, ensure_ascii=False)[:-1] + ', "seq": '
-    suffix = ", " + json.dumps({"group": group, "payload": payload}, ensure_ascii=False)[1:]
-    seq, members = _record_script(
-        keys=[kredis.key("rt", "seq", group), kredis.key("rt", "log", group), _layer_group_key(group)],
-        args=[prefix, suffix, settings.KEFU_REALTIME_BACKLOG, 86400],
-        client=kredis.client(),
-    )
-    return {"event": event, "seq": int(seq), "group": group, "payload": payload}, int(members) > 0
+    body = json.dumps(payload, ensure_ascii=False)
+    keys, args = [], [settings.KEFU_REALTIME_BACKLOG, 86400]
+    for group in groups:
+        keys += [kredis.key("rt", "seq", group), kredis.key("rt", "log", group), _layer_group_key(group)]
+        args += [prefix, ", " + json.dumps({"group": group}, ensure_ascii=False)[1:-1] + ', "payload": ' + body + "}"]
+    flat = _record_script(keys=keys, args=args, client=kredis.client())
+    return [
+        ({"event": event, "seq": int(seq), "group": group, "payload": payload}, int(members) > 0)
+        for group, seq, members in zip(groups, flat[0::2], flat[1::2], strict=True)
+    ]
 
 
 _publisher: tuple[int, asyncio.AbstractEventLoop] | None = None
@@ -116,19 +130,28 @@ def _group_send(group: str, message: dict[str, Any]) -> None:
 
 
 def _send(group: str, event: str, payload: dict[str, Any]) -> None:
+    _send_many([group], event, payload)
+
+
+def _send_many(groups: list[str], event: str, payload: dict[str, Any]) -> None:
     if event not in EVENTS:
         raise ValueError(f"unknown realtime event {event!r}")
     try:
-        envelope, listened = _record(group, event, payload)
-        if listened:
-            _group_send(group, {"type": "realtime.event", "envelope": envelope})
+        for envelope, listened in _record(groups, event, payload):
+            if listened:
+                _group_send(envelope["group"], {"type": "realtime.event", "envelope": envelope})
     except Exception:  # a dead socket layer must never break the message path; clients replay on reconnect
-        logger.exception("realtime publish failed", extra={"group": group, "event": event})
+        logger.exception("realtime publish failed", extra={"groups": groups, "event": event})
 
 
 def publish(group: str, event: str, payload: dict[str, Any]) -> None:
     """Send ``event`` to everyone in ``group`` once the current transaction (if any) commits."""
     transaction.on_commit(lambda: _send(group, event, payload))
+
+
+def publish_many(groups: list[str], event: str, payload: dict[str, Any]) -> None:
+    """``publish`` of one event to several groups, recorded in one Redis round trip (each group numbers it)."""
+    transaction.on_commit(lambda: _send_many(list(groups), event, payload))
 
 
 def events_since(group: str, seq: int) -> list[dict[str, Any]]:

@@ -43,5 +43,5 @@ def send_meta(message: Message) -> dict:
 
 def publish_message(message: Message, customer_id: int) -> None:
     payload = message_payload(message)
-    realtime.publish(realtime.customer_group(customer_id), "message.created", payload)
-    realtime.publish(realtime.conversation_group(message.conversation_id), "message.created", payload)
+    groups = [realtime.customer_group(customer_id), realtime.conversation_group(message.conversation_id)]
+    realtime.publish_many(groups, "message.created", payload)

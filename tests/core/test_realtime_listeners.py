@@ -76,3 +76,26 @@ def test_realtime_publish_waits_for_commit(redis_clean, django_capture_on_commit
     assert realtime.last_seq("customer.5") == 0
     callbacks[0]()
     assert realtime.last_seq("customer.5") == 1
+
+
+def test_one_event_for_several_groups_is_numbered_in_each_and_sent_where_listened(redis_clean, monkeypatch):
+    """``publish_many`` records the event in every group in one round trip: each group's own sequence number,
+    each backlog member byte for byte its envelope, and the layer only for the group with a member."""
+    sent = _sends(monkeypatch)
+    realtime._send("customer.5", "queue.position", {"n": 0})  # customer.5 is one ahead of conversation.6
+    layer = get_channel_layer()
+
+    async def join() -> str:
+        name = await layer.new_channel()
+        await layer.group_add("conversation.6", name)
+        return name
+
+    asyncio.run(join())
+    realtime._send_many(["customer.5", "conversation.6"], "message.created", {"id": 9, "content": "在吗"})
+    assert sent == ["conversation.6"]
+    for group, seq in (("customer.5", 2), ("conversation.6", 1)):
+        event = realtime.events_since(group, seq - 1)[-1]
+        assert (event["event"], event["seq"], event["group"]) == ("message.created", seq, group)
+        assert event["payload"] == {"id": 9, "content": "在吗"}
+        stored = redis_clean.zrange(kredis.key("rt", "log", group), -1, -1)[0]
+        assert stored == json.dumps(event, ensure_ascii=False)
