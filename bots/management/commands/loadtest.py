@@ -2,7 +2,7 @@
 
     make run                                    # in another terminal (or PORT=8030 make run)
     .venv/bin/python manage.py loadtest --sessions 500 --messages 5 [--think-time 2.0] [--kill-worker]
-        [--kill-mode child|worker] [--base-url http://127.0.0.1:8000] [--slug loadtest] [--json]
+        [--kill-mode child|worker] [--base-url http://127.0.0.1:8000] [--slug loadtest] [--no-vacuum] [--json]
 
 The command starts a fake bridge on a free loopback port, creates or updates the bridge channel ``--slug`` (shared
 secret, ``send_url`` pointing at the fake, rate limits off for this channel: ``rate_per_hour`` 0, no gap), then
