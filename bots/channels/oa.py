@@ -171,8 +171,11 @@ def api_error_to_send_error(exc: ApiError) -> SendError:
 # --- the adapter -------------------------------------------------------------------------------------------
 
 
-class OfficialAccountAdapter(ChannelAdapter):
-    kind = "oa"
+class WeChatApiAdapter(ChannelAdapter):
+    """Common part of the adapters that call a WeChat-style HTTP API (Official Account, WeCom 微信客服): the token
+    store, an optional HTTP session (tests), required config values, and one ``WeChatApiClient`` per adapter built
+    from ``_api_settings`` (token endpoint, its parameters, the Redis key of the shared token, the errcodes that
+    mean "token expired")."""
 
     def __init__(
         self,
@@ -187,32 +190,42 @@ class OfficialAccountAdapter(ChannelAdapter):
         self._session = session
         self._api: WeChatApiClient | None = None
 
-    # config --------------------------------------------------------------------------------------------
     def _require(self, key: str) -> str:
         value = self.config.get(key)
         if not value:
             raise ChannelError(f"channel {self.slug!r} has no {key!r} configured", code="misconfigured", status=500)
         return str(value)
 
+    default_api_base = DEFAULT_API_BASE  # the channel's config "api_base" (tests: a local fake) comes first
+
+    def _api_settings(self) -> dict[str, Any]:
+        """``token_path``, ``token_params``, ``token_key`` and ``token_errcodes`` of this kind's API."""
+        raise NotImplementedError
+
     @property
     def api(self) -> WeChatApiClient:
         if self._api is None:
-            app_id = self._require("app_id")
             self._api = WeChatApiClient(
-                api_base=self.config.get("api_base") or DEFAULT_API_BASE,
-                token_path="/cgi-bin/token",
-                token_params={
-                    "grant_type": "client_credential",
-                    "appid": app_id,
-                    "secret": self._require("app_secret"),
-                },
-                token_key=f"wechat:oa:{app_id}:access_token",
+                api_base=self.config.get("api_base") or self.default_api_base,
                 token_store=self.token_store,
-                token_errcodes=OA_TOKEN_ERRCODES,
                 timeout=float(self.config.get("timeout") or 10),
                 session=self._session,
+                **self._api_settings(),
             )
         return self._api
+
+
+class OfficialAccountAdapter(WeChatApiAdapter):
+    kind = "oa"
+
+    def _api_settings(self) -> dict[str, Any]:
+        app_id = self._require("app_id")
+        return {
+            "token_path": "/cgi-bin/token",
+            "token_params": {"grant_type": "client_credential", "appid": app_id, "secret": self._require("app_secret")},
+            "token_key": f"wechat:oa:{app_id}:access_token",
+            "token_errcodes": OA_TOKEN_ERRCODES,
+        }
 
     def _crypto(self) -> WeChatCrypto:
         return WeChatCrypto(self._require("token"), self._require("aes_key"), self._require("app_id"))

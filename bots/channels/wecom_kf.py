@@ -42,25 +42,21 @@ import struct
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import requests
 from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
 from bots.channels.base import (
     ApiError,
-    ChannelAdapter,
     ChannelError,
     InboundMessage,
     OutgoingMessage,
     SendError,
     SendResult,
     SignatureError,
-    TokenStore,
-    default_token_store,
     from_unix,
 )
-from bots.channels.oa import WeChatApiClient, api_error_to_send_error
+from bots.channels.oa import WeChatApiAdapter, api_error_to_send_error
 from bots.channels.xml import parse_xml
 
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com"
@@ -108,46 +104,21 @@ class SyncPage:
     has_more: bool
 
 
-class WecomKfAdapter(ChannelAdapter):
+class WecomKfAdapter(WeChatApiAdapter):
     kind = "kf"
+    default_api_base = DEFAULT_API_BASE
 
-    def __init__(
-        self,
-        *,
-        slug: str,
-        config: dict[str, Any],
-        token_store: TokenStore | None = None,
-        session: requests.Session | None = None,
-    ) -> None:
-        super().__init__(slug=slug, config=config)
-        self.token_store = token_store or default_token_store()
-        self._session = session
-        self._api: WeChatApiClient | None = None
-
-    def _require(self, key: str) -> str:
-        value = self.config.get(key)
-        if not value:
-            raise ChannelError(f"channel {self.slug!r} has no {key!r} configured", code="misconfigured", status=500)
-        return str(value)
-
-    @property
-    def api(self) -> WeChatApiClient:
-        if self._api is None:
-            corp_id = self._require("corp_id")
-            secret = self._require("secret")
-            # one token per corp + secret (the 微信客服 secret differs from app secrets)
-            secret_tag = hashlib.sha256(secret.encode("utf-8")).hexdigest()[:12]
-            self._api = WeChatApiClient(
-                api_base=self.config.get("api_base") or DEFAULT_API_BASE,
-                token_path="/cgi-bin/gettoken",
-                token_params={"corpid": corp_id, "corpsecret": secret},
-                token_key=f"wechat:wecom:{corp_id}:{secret_tag}:access_token",
-                token_store=self.token_store,
-                token_errcodes=WECOM_TOKEN_ERRCODES,
-                timeout=float(self.config.get("timeout") or 10),
-                session=self._session,
-            )
-        return self._api
+    def _api_settings(self) -> dict[str, Any]:
+        corp_id = self._require("corp_id")
+        secret = self._require("secret")
+        # one token per corp + secret (the 微信客服 secret differs from app secrets)
+        secret_tag = hashlib.sha256(secret.encode("utf-8")).hexdigest()[:12]
+        return {
+            "token_path": "/cgi-bin/gettoken",
+            "token_params": {"corpid": corp_id, "corpsecret": secret},
+            "token_key": f"wechat:wecom:{corp_id}:{secret_tag}:access_token",
+            "token_errcodes": WECOM_TOKEN_ERRCODES,
+        }
 
     def _crypto(self) -> WeChatCrypto:
         return WeChatCrypto(self._require("token"), self._require("aes_key"), self._require("corp_id"))
