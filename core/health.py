@@ -11,6 +11,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 
+from core import dbmaint
+
 
 def _timed(check: Callable[[], str | None]) -> dict:
     started = time.perf_counter()
@@ -29,6 +31,8 @@ def check_database() -> str | None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()
+    if dbmaint.autovacuum_on() is False:
+        return f"{connection.vendor}; autovacuum is off: the db-maintenance task analyses the hot tables every 15 min"
     return connection.vendor
 
 

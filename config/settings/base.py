@@ -221,6 +221,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=4, minute=30),
         "kwargs": {"kind": "clusters"},
     },
+    # planner statistics of the message path where the database runs without autovacuum (core.dbmaint)
+    "db-maintenance": {"task": "core.tasks.db_maintenance", "schedule": 900.0},
     # retention (README "Privacy (PIPL)"): message content older than KEFU_RETENTION_DAYS becomes a placeholder
     "retention-purge-nightly": {"task": "bots.privacy_tasks.purge_expired", "schedule": crontab(hour=3, minute=0)},
 }

@@ -50,7 +50,8 @@ from django.db.models import Count
 from django.utils import timezone
 
 from bench import loadtest_engine as engine
-from bots.models import Channel, Conversation, Customer, Message, Outbox
+from bots.models import Channel, Message, Outbox
+from core import dbmaint
 
 WORKER_QUEUES = "inbound,outbound,default"
 SHELLS = frozenset({"sh", "bash", "dash", "zsh"})
@@ -242,17 +243,14 @@ class Command(BaseCommand):
     def _vacuum(self, *, quiet: bool) -> None:
         if connection.vendor != "postgresql":
             return
-        started = time.monotonic()
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW autovacuum")
-            autovacuum = cursor.fetchone()[0]
-            for model in (Message, Outbox, Conversation, Customer):
-                cursor.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(model._meta.db_table)}")
+        seconds = dbmaint.vacuum_analyze(dbmaint.hot_tables())
         if not quiet:
-            note = "" if autovacuum == "on" else " (autovacuum is off on this server: statistics go stale between runs)"
-            self.stderr.write(
-                f"VACUUM (ANALYZE) of the message path's tables: {time.monotonic() - started:.1f} s{note}"
+            note = (
+                ""
+                if dbmaint.autovacuum_on()
+                else " (autovacuum is off on this server: statistics go stale between runs)"
             )
+            self.stderr.write(f"VACUUM (ANALYZE) of the message path's tables: {seconds:.1f} s{note}")
 
     @staticmethod
     def _channel(slug: str, send_url: str) -> tuple[Channel, str]:
