@@ -194,6 +194,7 @@ CELERY_TASK_ROUTES = {
     "bots.tasks.kf_sync": {"queue": "inbound"},
     "knowledge.tasks.*": {"queue": "ml"},
     "routing.tasks.rfm_recompute": {"queue": "ml"},
+    "core.tasks.db_maintenance": {"queue": "ml"},  # a VACUUM of a large table must not hold a message worker
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {"visibility_timeout": 300, "global_keyprefix": "kefu:celery:"} if CELERY_BROKER_URL.startswith("redis") else {}

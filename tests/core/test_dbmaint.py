@@ -38,3 +38,4 @@ def test_the_beat_runs_it():
     entry = base.CELERY_BEAT_SCHEDULE["db-maintenance"]
     assert entry["task"] == db_maintenance.name == "core.tasks.db_maintenance"
     assert entry["schedule"] <= 900
+    assert base.CELERY_TASK_ROUTES[entry["task"]] == {"queue": "ml"}  # the slow worker, not the message path's
