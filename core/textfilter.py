@@ -66,7 +66,6 @@ Limits (false positives and negatives, by design)
 
 from __future__ import annotations
 
-import threading
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable
@@ -76,6 +75,8 @@ from itertools import accumulate
 from typing import Any, NamedTuple
 
 import ahocorasick
+
+from core.chinese import to_simplified
 
 __all__ = [
     "MASK_CHAR",
@@ -159,20 +160,6 @@ _EXTRA_SEPARATORS = frozenset("丶")
 # past the limit (someone sending the whole of Unicode) entries are computed each time, not stored.
 _TABLE_LIMIT = 1 << 16
 
-_t2s_lock = threading.Lock()
-_t2s_converter: Any = None
-
-
-def _t2s(ch: str) -> str:
-    """Traditional -> simplified for one CJK character, with one process-wide OpenCC converter."""
-    global _t2s_converter
-    with _t2s_lock:  # only on a table miss; the reimplemented converter is not documented thread-safe
-        if _t2s_converter is None:
-            import opencc
-
-            _t2s_converter = opencc.OpenCC("t2s")
-        return str(_t2s_converter.convert(ch))
-
 
 def _is_cjk(ch: str) -> bool:
     cp = ord(ch)
@@ -184,7 +171,7 @@ def _normalise_char(ch: str) -> str:
     try:
         out = []
         for c in unicodedata.normalize("NFKC", ch):
-            for d in (_t2s(c) if _is_cjk(c) else c).casefold():
+            for d in (to_simplified(c) if _is_cjk(c) else c).casefold():
                 if d in _EXTRA_SEPARATORS or unicodedata.category(d)[0] in _SEPARATOR_CATEGORY_CLASSES:
                     continue
                 if not d.isascii() and ord(d) < 0x2E80:

@@ -31,12 +31,13 @@ import json
 import math
 import re
 import sys
-import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from core.chinese import to_simplified
 
 __all__ = [
     "ANGER_THRESHOLD",
@@ -66,29 +67,6 @@ _SPACES = re.compile(r"\s+")
 # Full-width forms NFKC leaves alone or that we want spelled one way.
 _PUNCT = str.maketrans({"。": ".", "、": ",", "～": "~", "…": "...", "　": " "})
 
-_converter: Any = None
-_converter_lock = threading.Lock()
-_converter_failed = False
-
-
-def _t2s(text: str) -> str:
-    global _converter, _converter_failed
-    if _converter is None and not _converter_failed:
-        with _converter_lock:
-            if _converter is None and not _converter_failed:
-                try:
-                    import opencc
-
-                    _converter = opencc.OpenCC("t2s")
-                except Exception:  # noqa: BLE001 - degrade to no conversion rather than fail a message
-                    _converter_failed = True
-    if _converter is None:
-        return text
-    try:
-        return str(_converter.convert(text))
-    except Exception:  # noqa: BLE001
-        return text
-
 
 def normalize(text: object) -> str:
     """NFKC (full-width -> half-width), traditional -> simplified, invisible and control characters
@@ -101,7 +79,7 @@ def normalize(text: object) -> str:
     text = text[: MAX_LENGTH * 2].encode("utf-8", "ignore").decode("utf-8")
     text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).translate(_PUNCT)
     text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
-    return _t2s(text)[:MAX_LENGTH]
+    return to_simplified(text)[:MAX_LENGTH]
 
 
 # --------------------------------------------------------------------------------------------------

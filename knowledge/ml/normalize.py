@@ -7,9 +7,9 @@ lone surrogates, very long) and returns a string, never raising.
 from __future__ import annotations
 
 import re
-import threading
 import unicodedata
-from typing import Any
+
+from core.chinese import to_simplified
 
 MAX_LENGTH = 1000
 
@@ -25,30 +25,6 @@ _INVISIBLE = dict.fromkeys(
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"\s+")
-
-_converter: Any = None
-_converter_lock = threading.Lock()
-_converter_failed = False
-
-
-def _t2s(text: str) -> str:
-    """Traditional -> simplified Chinese with a process-wide cached OpenCC converter."""
-    global _converter, _converter_failed
-    if _converter is None and not _converter_failed:
-        with _converter_lock:
-            if _converter is None and not _converter_failed:
-                try:
-                    import opencc
-
-                    _converter = opencc.OpenCC("t2s")
-                except Exception:  # noqa: BLE001 - degrade to no conversion, never fail a message
-                    _converter_failed = True
-    if _converter is None:
-        return text
-    try:
-        return str(_converter.convert(text))
-    except Exception:  # noqa: BLE001
-        return text
 
 
 def normalize(text: str, max_length: int = MAX_LENGTH) -> str:
@@ -72,5 +48,5 @@ def normalize(text: str, max_length: int = MAX_LENGTH) -> str:
     text = _SPACES.sub(" ", text).strip()
     if not text:
         return ""
-    text = _t2s(text).lower()
+    text = to_simplified(text).lower()
     return text[:max_length].rstrip()
