@@ -48,10 +48,8 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
 
 def _enabled_channel(*, slug: str, kind: str) -> Channel | None:
     """The enabled channel of ``kind`` with ``slug``, read on every request (no cache: a disabled channel or a
-    new secret applies at once), as a raw statement: ≈ 0.45 ms of CPU against ≈ 1 ms for the ORM query."""
-    return next(
-        iter(Channel.objects.raw(fastsql.first_row_sql(Channel, ("slug", "kind"), ("enabled",)), [slug, kind])), None
-    )
+    new secret applies at once) with ``fastsql.first_row``."""
+    return fastsql.first_row(Channel, {"slug": slug, "kind": kind}, ("enabled",))
 
 
 def _webhook(kind: str, methods: list[str]) -> Callable:

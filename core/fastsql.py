@@ -30,11 +30,23 @@ def column(model: type[Model], name: str) -> str:
 
 
 @functools.cache
-def first_row_sql(model: type[Model], equals: tuple[str, ...], true: tuple[str, ...] = ()) -> str:
-    """``SELECT * FROM <table> WHERE <f> = %s AND … AND <t> ORDER BY id LIMIT 1`` for ``model.objects.raw`` (which
-    applies the converters): the lookups that run on every webhook (≈ 0.4 against ≈ 1.2 ms for the ORM query)."""
-    where = [f"{column(model, name)} = %s" for name in equals] + [column(model, name) for name in true]
-    return f"SELECT * FROM {table(model)} WHERE {' AND '.join(where)} ORDER BY {column(model, 'id')} LIMIT 1"
+def _first_row_sql(model: type[Model], equals: tuple[str, ...], true: tuple[str, ...]) -> str:
+    where = [f"t.{column(model, name)} = %s" for name in equals] + [f"t.{column(model, name)}" for name in true]
+    return (
+        f"SELECT {columns_sql(model, 't')} FROM {table(model)} t WHERE {' AND '.join(where)} "
+        f"ORDER BY t.{column(model, 'id')} LIMIT 1"
+    )
+
+
+def first_row(model: type[Model], equals: dict[str, Any], true: tuple[str, ...] = ()) -> Model | None:
+    """The first row by id of ``model`` whose fields equal ``equals`` (field name → value) and whose boolean
+    fields ``true`` are true, loaded as the ORM loads it, or None: the lookups that run on every webhook, one
+    cursor call without the queryset machinery (≈ 0.2 ms of CPU against ≈ 0.5 for ``Model.objects.raw`` and
+    ≈ 1.2 for the ORM query)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_first_row_sql(model, tuple(equals), true), list(equals.values()))
+        row = cursor.fetchone()
+    return None if row is None else instances_from_row(row, (model,))[0]
 
 
 def columns_sql(model: type[Model], alias: str) -> str:

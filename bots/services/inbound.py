@@ -90,14 +90,9 @@ def _customer_new(channel: Channel, inbound: InboundMessage) -> tuple[Customer, 
 
 
 def _message_seen(*, channel_id: int, external_id: str) -> Message | None:
-    """The message already stored with this id (a redelivery), or None. A raw statement: it runs on every
-    webhook, ≈ 0.4 ms of CPU against ≈ 1.2 ms for the ORM query."""
-    return next(
-        iter(
-            Message.objects.raw(fastsql.first_row_sql(Message, ("channel", "external_id")), [channel_id, external_id])
-        ),
-        None,
-    )
+    """The message already stored with this id (a redelivery), or None (``fastsql.first_row``: it runs on every
+    webhook of a known customer)."""
+    return fastsql.first_row(Message, {"channel": channel_id, "external_id": external_id})
 
 
 def message_receive(*, channel: Channel, inbound: InboundMessage, passive_wait: float = 0.0) -> tuple[Message, bool]:

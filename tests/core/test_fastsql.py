@@ -98,3 +98,24 @@ def test_insert_new_stores_a_row_or_answers_none_on_a_unique_conflict(conversati
     with connection.cursor() as cursor:  # the transaction is still usable: nothing was raised
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.django_db
+def test_first_row_loads_what_the_orm_loads_or_none(conversation):
+    channel = conversation.channel
+    channel.secrets = '{"secret": "s3cr3t"}'
+    channel.settings = {"send_url": "http://127.0.0.1:9/send", "rate_per_hour": 0}
+    channel.save()
+    loaded = fastsql.first_row(Channel, {"slug": "fast", "kind": Channel.Kind.WEB}, ("enabled",))
+    orm = Channel.objects.get(pk=channel.pk)
+    assert loaded is not None and not loaded._state.adding
+    for field in Channel._meta.concrete_fields:
+        assert getattr(loaded, field.attname) == getattr(orm, field.attname), field.name
+    assert fastsql.first_row(Channel, {"slug": "fast", "kind": Channel.Kind.BRIDGE}, ("enabled",)) is None
+    Channel.objects.filter(pk=channel.pk).update(enabled=False)
+    assert fastsql.first_row(Channel, {"slug": "fast", "kind": Channel.Kind.WEB}, ("enabled",)) is None
+    first = Message.objects.create(
+        conversation=conversation, channel=channel, direction="in", content="在吗", external_id="e1"
+    )
+    found = fastsql.first_row(Message, {"channel": channel.id, "external_id": "e1"})
+    assert (found.pk, found.content, found.meta) == (first.pk, "在吗", first.meta)
