@@ -57,9 +57,12 @@ def columns_sql(model: type[Model], alias: str) -> str:
 
 
 @functools.cache
-def _model_loader(model: type[Model]) -> tuple[list[str], list[tuple[int, list, Any]]]:
-    """The attnames and, per column that needs one, the converters the ORM applies (encrypted text, JSON…)."""
-    fields = model._meta.concrete_fields
+def _model_loader(
+    model: type[Model], only: tuple[str, ...] | None = None
+) -> tuple[list[str], list[tuple[int, list, Any]]]:
+    """The attnames and, per column that needs one, the converters the ORM applies (encrypted text, JSON…); of
+    the fields named in ``only`` in that order (the others deferred), else of every concrete field."""
+    fields = model._meta.concrete_fields if only is None else [model._meta.get_field(name) for name in only]
     converters = []
     for index, field in enumerate(fields):
         column = field.get_col(model._meta.db_table)
@@ -69,17 +72,31 @@ def _model_loader(model: type[Model]) -> tuple[list[str], list[tuple[int, list, 
     return [field.attname for field in fields], converters
 
 
+def rows(model: type[Model], sql: str, params: Sequence[Any], only: tuple[str, ...]) -> list[Model]:
+    """Instances of ``model`` from ``sql``, which selects the columns of the fields ``only`` in that order (the
+    other fields deferred, as with ``.only()``), converted as the ORM converts: ``Model.objects.raw`` without its
+    per-call queryset machinery."""
+    names, converters = _model_loader(model, only)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        fetched = cursor.fetchall()
+    return [_instance(model, names, converters, list(row)) for row in fetched]
+
+
+def _instance(model: type[Model], names: list[str], converters: list, values: list[Any]) -> Model:
+    for index, found, column in converters:
+        for converter in found:
+            values[index] = converter(values[index], column, connection)
+    return model.from_db(connection.alias, names, values)
+
+
 def instances_from_row(row: Sequence[Any], models: Sequence[type[Model]]) -> list[Model]:
     """One instance per model from a row selected with ``columns_sql`` of each model in turn, converted as the ORM
     converts (a joined raw statement on the hot path instead of a select_related query compiled each time)."""
     instances, offset = [], 0
     for model in models:
         names, converters = _model_loader(model)
-        values = list(row[offset : offset + len(names)])
-        for index, found, column in converters:
-            for converter in found:
-                values[index] = converter(values[index], column, connection)
-        instances.append(model.from_db(connection.alias, names, values))
+        instances.append(_instance(model, names, converters, list(row[offset : offset + len(names)])))
         offset += len(names)
     return instances
 

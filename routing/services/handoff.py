@@ -99,8 +99,8 @@ def _is_low_confidence(kind: str, trace: dict[str, Any] | None) -> bool:
 def _earlier_sql() -> str:
     """The history statement, built once from the models' table and column names. It runs on every message
     the bot handles; as a raw statement it costs ≈ 0.9 ms of CPU against ≈ 2.6 ms for the two ORM queries
-    it replaces (compiling them was most of the cost). ``Message.objects.raw`` still decrypts ``content``
-    and decodes ``trace``."""
+    it replaces (compiling them was most of the cost). ``fastsql.rows`` loads it as the ORM would (``content``
+    decrypted, ``trace`` decoded, the other fields deferred)."""
     m, t = Message, Ticket
     col = fastsql.column
     created = col(m, "created_at")
@@ -126,7 +126,7 @@ def _earlier_customer_messages(conversation_id: int, limit: int, exclude_id: int
         conversation_id,
         limit,
     ]
-    return list(Message.objects.raw(_earlier_sql(), params))
+    return fastsql.rows(Message, _earlier_sql(), params, ("id", "content", "trace", "created_at"))
 
 
 def _streak(previous: list[Message], test) -> int:

@@ -119,3 +119,27 @@ def test_first_row_loads_what_the_orm_loads_or_none(conversation):
     )
     found = fastsql.first_row(Message, {"channel": channel.id, "external_id": "e1"})
     assert (found.pk, found.content, found.meta) == (first.pk, "在吗", first.meta)
+
+
+@pytest.mark.django_db
+def test_rows_loads_the_named_fields_converted_and_defers_the_rest(conversation):
+    made = [
+        Message.objects.create(
+            conversation=conversation,
+            channel=conversation.channel,
+            direction="in",
+            content=f"第{i}条 13800138000",
+            trace={"kind": "faq", "n": i},
+            external_id=f"r{i}",
+        )
+        for i in range(3)
+    ]
+    sql = (
+        f"SELECT {fastsql.column(Message, 'id')}, {fastsql.column(Message, 'content')}, "
+        f"{fastsql.column(Message, 'trace')} FROM {fastsql.table(Message)} WHERE "
+        f"{fastsql.column(Message, 'conversation')} = %s ORDER BY {fastsql.column(Message, 'id')} DESC"
+    )
+    loaded = fastsql.rows(Message, sql, [conversation.pk], ("id", "content", "trace"))
+    assert [(m.pk, m.content, m.trace) for m in loaded] == [(m.pk, m.content, m.trace) for m in reversed(made)]
+    assert loaded[0].get_deferred_fields() >= {"meta", "external_id", "created_at"}
+    assert fastsql.rows(Message, sql, [-1], ("id", "content", "trace")) == []
