@@ -47,14 +47,14 @@ _local_log: dict[str, list[dict]] = {}
 # channel layer's members of the group (its sorted set ``<prefix>:group:<name>``, see channels_redis
 # ``_group_key``) so an event nobody listens to live is not sent (most customer and conversation groups: only the
 # simulator and an agent looking at the conversation subscribe). A client that joins later still replays it from
-# the backlog. KEYS: per group its sequence, backlog and layer-group keys; ARGV: backlog size, TTL, then per group
-# the envelope's prefix and suffix.
+# the backlog. KEYS: per group its sequence, backlog and layer-group keys; ARGV: backlog size, TTL, the envelope's
+# prefix (the same for every group), then per group the envelope's suffix.
 _RECORD_LUA = """
 local out = {}
 for i = 1, #KEYS / 3 do
   local seq = redis.call('INCR', KEYS[3 * i - 2])
   local log = KEYS[3 * i - 1]
-  redis.call('ZADD', log, seq, ARGV[2 * i + 1] .. seq .. ARGV[2 * i + 2])
+  redis.call('ZADD', log, seq, ARGV[3] .. seq .. ARGV[3 + i])
   redis.call('ZREMRANGEBYRANK', log, 0, -tonumber(ARGV[1]) - 1)
   redis.call('EXPIRE', log, ARGV[2])
   local members = 1
@@ -93,10 +93,10 @@ def _record(groups: list[str], event: str, payload: dict[str, Any]) -> list[tupl
         _record_script = kredis.client().register_script(_RECORD_LUA)
     prefix = json.dumps({"event": event}, ensure_ascii=False)[:-1] + ', "seq": '
     body = json.dumps(payload, ensure_ascii=False)
-    keys, args = [], [settings.KEFU_REALTIME_BACKLOG, 86400]
+    keys, args = [], [settings.KEFU_REALTIME_BACKLOG, 86400, prefix]
     for group in groups:
         keys += [kredis.key("rt", "seq", group), kredis.key("rt", "log", group), _layer_group_key(group)]
-        args += [prefix, ", " + json.dumps({"group": group}, ensure_ascii=False)[1:-1] + ', "payload": ' + body + "}"]
+        args.append(", " + json.dumps({"group": group}, ensure_ascii=False)[1:-1] + ', "payload": ' + body + "}")
     flat = _record_script(keys=keys, args=args, client=kredis.client())
     return [
         ({"event": event, "seq": int(seq), "group": group, "payload": payload}, int(members) > 0)
