@@ -25,28 +25,34 @@ def _inbound(external_id: str, sender: str = "wxid_store", text: str = "你好",
     return InboundMessage(external_id=external_id, sender_id=sender, type="text", text=text, meta=meta)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("known_customer", [True, False])
-def test_the_same_message_delivered_twice_at_once_is_stored_once(bridge, known_customer):
-    if known_customer:
-        services.message_receive(channel=bridge, inbound=_inbound("first"))
-    barrier, results, errors = threading.Barrier(4), [], []
+def _receive_at_once(bridge, inbounds: list[InboundMessage]) -> list[tuple[Message, bool]]:
+    """``message_receive`` of every message, each in its own thread, all released together by a barrier."""
+    barrier, results, errors = threading.Barrier(len(inbounds)), [], []
 
-    def deliver():
+    def deliver(inbound_message):
         try:
             barrier.wait()
-            results.append(services.message_receive(channel=bridge, inbound=_inbound("dup", text="在吗")))
+            results.append(services.message_receive(channel=bridge, inbound=inbound_message))
         except Exception as exc:  # noqa: BLE001 - the assertion below shows it
             errors.append(exc)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    threads = [threading.Thread(target=deliver, args=(inbound_message,)) for inbound_message in inbounds]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert errors == []
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("known_customer", [True, False])
+def test_the_same_message_delivered_twice_at_once_is_stored_once(bridge, known_customer):
+    if known_customer:
+        services.message_receive(channel=bridge, inbound=_inbound("first"))
+    results = _receive_at_once(bridge, [_inbound("dup", text="在吗") for _ in range(4)])
     assert sorted(created for _message, created in results) == [False, False, False, True]
     assert len({message.pk for message, _created in results}) == 1
     assert Message.objects.filter(channel=bridge, external_id="dup").count() == 1
@@ -55,23 +61,7 @@ def test_the_same_message_delivered_twice_at_once_is_stored_once(bridge, known_c
 
 @pytest.mark.django_db(transaction=True)
 def test_two_first_messages_of_a_new_customer_at_once_make_one_customer_and_one_conversation(bridge):
-    barrier, results, errors = threading.Barrier(2), [], []
-
-    def deliver(external_id):
-        try:
-            barrier.wait()
-            results.append(services.message_receive(channel=bridge, inbound=_inbound(external_id, sender="wxid_new")))
-        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=deliver, args=(external_id,)) for external_id in ("n1", "n2")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    results = _receive_at_once(bridge, [_inbound(external_id, sender="wxid_new") for external_id in ("n1", "n2")])
     assert [created for _message, created in results] == [True, True]
     assert Customer.objects.filter(channel=bridge, external_id="wxid_new").count() == 1
     conversation = Conversation.objects.get(customer__external_id="wxid_new")
