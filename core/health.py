@@ -32,7 +32,7 @@ def check_database() -> str | None:
         cursor.execute("SELECT 1")
         cursor.fetchone()
     if dbmaint.autovacuum_on() is False:
-        return f"{connection.vendor}; autovacuum is off: the db-maintenance task analyses the hot tables every 15 min"
+        return f"{connection.vendor}; autovacuum is off: beat's db-maintenance task analyses the hot tables"
     return connection.vendor
 
 
